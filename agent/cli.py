@@ -1,0 +1,230 @@
+"""The ``aims-agent`` command line. Imports are lazy so ``--help`` and ``config validate`` start fast.
+
+Exit codes everywhere: 0 fine, 1 something breached (or a ledger failed verification), 2 bad input or
+configuration, with a one-line reason on stderr and never a traceback (``--debug`` shows one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+EXIT_OK, EXIT_BREACH, EXIT_ERROR = 0, 1, 2
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"aims-agent: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_ERROR)
+
+
+def _load(path: str) -> Any:
+    from config.loader import load_config
+    from connectors.registry import sink_config_model
+
+    return load_config(path, sink_config=sink_config_model)
+
+
+def _agent(path: str) -> Any:
+    from agent.runner import Agent
+
+    cfg = _load(path)
+    return Agent(cfg, base_dir=Path(path).resolve().parent)
+
+
+def cmd_config_validate(args: argparse.Namespace) -> int:
+    from config.errors import ConfigError
+
+    try:
+        cfg = _load(args.file)
+    except ConfigError as exc:
+        print(f"{args.file}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        for p in exc.problems:
+            print(f"  - {p}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"{args.file}: valid ({len(cfg.systems)} system(s), {len(cfg.sinks)} sink(s))")
+    return EXIT_OK
+
+
+def cmd_inventory(args: argparse.Namespace) -> int:
+    from agent.inventory import render_inventory
+
+    cfg = _load(args.config)
+    sys.stdout.write(render_inventory(cfg, args.format))
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    agent = _agent(args.config)
+    try:
+        now = datetime.fromisoformat(args.now) if args.now else None
+        ids = [args.system] if args.system else [s.id for s in agent.cfg.systems]
+        for sid in ids:
+            try:
+                agent.cfg.system(sid)
+            except KeyError:
+                _fail(f"no system {sid!r} in {args.config}")
+        outcomes = [o for sid in ids for o in agent.run_system(sid, now)]
+        agent.deliver()
+        decisions = [d for sid in ids for d in agent.decisions(sid)]
+    finally:
+        agent.close()
+    breached = [d for d in decisions if d["state"] == "breach"]
+    failed = [o for o in outcomes if o.status == "failed"]
+    if args.format == "json":
+        print(json.dumps({
+            "windows": [{"system": o.system_id, "start": o.window_start.isoformat(), "end": o.window_end.isoformat(),
+                         "status": o.status, "rows": o.rows, "error": o.error} for o in outcomes],
+            "decisions": [{**d, "updated_at": d["updated_at"].isoformat()} for d in decisions],
+        }, indent=2, default=str))
+    else:
+        print(f"{len(outcomes)} window(s) judged, {len(failed)} failed")
+        for o in outcomes:
+            print(f"  {o.system_id:<24} {o.window_start:%Y-%m-%d %H:%M} .. {o.window_end:%Y-%m-%d %H:%M}  "
+                  f"{o.status:<18} rows={o.rows}" + (f"  error: {o.error}" if o.error else ""))
+        for d in decisions:
+            print(f"  {d['system']:<24} {d['check']:<17} {d['subject']:<24} {d['state']}")
+    if failed:  # a window that could not be read is worse than a breach: monitoring is blind
+        print(f"aims-agent: {failed[0].error}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_BREACH if breached else EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from agent.service import serve
+
+    agent = _agent(args.config)
+    agent.record_config_loaded(args.config)
+    host = args.host or agent.cfg.agent.server.host
+    port = args.port or agent.cfg.agent.server.port
+    serve(agent, host=host, port=port)
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from agent.compare import run_compare
+
+    return run_compare(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from agent.demo import run_demo
+
+    return run_demo(out=Path(args.out), days=args.days, serve_port=args.serve, fast=args.fast)
+
+
+def cmd_evidence_verify(args: argparse.Namespace) -> int:
+    from agent.evidence_pack import verify_path
+
+    ok, message = verify_path(args.path)
+    print(message, file=sys.stdout if ok else sys.stderr)
+    return EXIT_OK if ok else EXIT_BREACH
+
+
+def cmd_evidence_export(args: argparse.Namespace) -> int:
+    from agent.evidence_pack import export_pack
+
+    cfg = _load(args.config)
+    from agent.store import Store
+
+    store = Store(cfg.agent.state_url.get_secret_value())
+    try:
+        manifest = export_pack(store, Path(args.out), since=args.since, until=args.until, system=args.system)
+    finally:
+        store.close()
+    print(f"wrote {manifest['records']} record(s) to {args.out} (verify with: aims-agent evidence verify {args.out})")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aims-agent", description="Model monitoring for ISO/IEC 42001 AI "
+                                "management systems: drift, data quality, performance and fairness to "
+                                "Prometheus, incidents into your ticketing tool, tamper-evident evidence.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("run", help="run the service: scheduled checks, API and /metrics")
+    s.add_argument("--config", required=True)
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("check", help="one pass over the due windows (for cron or CI): exit 0 ok, 1 breach, 2 error")
+    s.add_argument("--config", required=True)
+    s.add_argument("--system")
+    s.add_argument("--format", choices=["table", "json"], default="table")
+    s.add_argument("--now", help="judge as if it were this ISO 8601 time (UTC)")
+    s.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("compare", help="compare two data files, no config needed")
+    from agent.compare import add_arguments
+
+    add_arguments(s)
+    s.set_defaults(func=cmd_compare)
+
+    s = sub.add_parser("demo", help="simulate a deployed credit-scoring model and watch it (no server needed)")
+    s.add_argument("--out", default="./aims-demo", help="folder for the demo's database, tickets and evidence")
+    s.add_argument("--days", type=int, default=14)
+    s.add_argument("--serve", type=int, nargs="?", const=9464, default=None, metavar="PORT",
+                   help="afterwards, serve the API and /metrics on 127.0.0.1:PORT (default 9464)")
+    s.add_argument("--fast", action="store_true", help="fewer rows per simulated hour (for tests)")
+    s.set_defaults(func=cmd_demo)
+
+    cfg = sub.add_parser("config", help="configuration tools").add_subparsers(dest="config_cmd", required=True)
+    s = cfg.add_parser("validate", help="report every problem in a config file at once (exit 2 if any)")
+    s.add_argument("file")
+    s.set_defaults(func=cmd_config_validate)
+
+    s = sub.add_parser("inventory", help="print the AI system inventory (for the AIMS register)")
+    s.add_argument("--config", required=True)
+    s.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    s.set_defaults(func=cmd_inventory)
+
+    ev = sub.add_parser("evidence", help="evidence ledger tools").add_subparsers(dest="evidence_cmd", required=True)
+    s = ev.add_parser("verify", help="verify a ledger (state store URL or config) or an exported pack")
+    s.add_argument("path", help="an evidence pack folder, a records .jsonl file, a config file or a database URL")
+    s.set_defaults(func=cmd_evidence_verify)
+    s = ev.add_parser("export", help="export a period as an evidence pack")
+    s.add_argument("--config", required=True)
+    s.add_argument("--since")
+    s.add_argument("--until")
+    s.add_argument("--system")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_evidence_export)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from config.errors import AimsError, ConfigError
+
+    try:
+        code = int(args.func(args))
+    except ConfigError as exc:
+        if args.debug:
+            raise
+        print(f"aims-agent: {exc.source or 'config'}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        for p in exc.problems:
+            print(f"  - {p}", file=sys.stderr)
+        return EXIT_ERROR
+    except AimsError as exc:
+        if args.debug:
+            raise
+        print(f"aims-agent: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

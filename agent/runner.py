@@ -1,0 +1,347 @@
+"""The agent's core loop for one system: collect due windows, judge them, and record the outcome.
+
+Windows are tumbling and aligned to ``window.size``; one is judged once it has ended (plus
+``window.lateness``). The watermark, the check run, the decisions, the incidents with their outbox
+messages, the exported series and the evidence records of a window commit in ONE transaction, so a
+crash before the commit re-judges the window and a crash after it never judges it again: no window
+is skipped or counted twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from agent.decisions import Streaks, Verdict, step
+from agent.evaluate import SystemReference, WindowEvaluation, evaluate_window
+from agent.evidence import ControlMap, Ledger
+from agent.incidents import IncidentChange, IncidentManager, Outbox, utc
+from agent.playbooks import Playbooks
+from agent.schema import CheckRun, CheckStat, Decision, MetricValue, Watermark
+from agent.store import Store
+from config.errors import AimsError, ConfigError, InputError, Problem, SourceError, StateStoreError
+from config.loader import config_digest, resolve_path
+from config.model import AgentConfig, LocalFolderSinkConfig, SystemConfig
+from connectors.base import Sink, Source
+from connectors.registry import SINK_GROUP, SOURCE_GROUP, load_plugin
+
+log = logging.getLogger("aims.runner")
+Clock = Callable[[], datetime]
+COLLECTION_OPEN_AFTER = 3
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def align_down(ts: datetime, size: timedelta) -> datetime:
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    n = (ts - epoch) // size
+    return epoch + n * size
+
+
+@dataclass
+class RunOutcome:
+    system_id: str
+    window_start: datetime
+    window_end: datetime
+    status: str  # ok | warning | breach | insufficient_data | failed | skipped (another replica)
+    rows: int = 0
+    error: str | None = None
+    changes: list[IncidentChange] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+def build_source(system: SystemConfig, which: str, base_dir: Path | None) -> Source:
+    cfg = system.reference if which == "reference" else system.source
+    cls = load_plugin(SOURCE_GROUP, cfg.type)
+    if cls is None:
+        raise ConfigError([Problem(f"systems.{system.id}.{which}.type", f"no source plugin {cfg.type!r}")])
+    source: Source = cls(cfg, timestamp_column=system.schema_.timestamp_column, base_dir=base_dir)
+    return source
+
+
+def build_sinks(cfg: AgentConfig, base_dir: Path | None) -> dict[str, Sink]:
+    sinks: dict[str, Sink] = {}
+    problems: list[Problem] = []
+    for name, sink_cfg in cfg.sinks.items():
+        cls = load_plugin(SINK_GROUP, sink_cfg.type)
+        if cls is None:
+            problems.append(Problem(f"sinks.{name}.type", f"no sink plugin {sink_cfg.type!r}"))
+            continue
+        model: Any = getattr(cls, "config_model", None)
+        typed = sink_cfg if isinstance(sink_cfg, LocalFolderSinkConfig) or model is None else model.model_validate(
+            sink_cfg.model_dump())
+        sinks[name] = cls(typed, base_dir=base_dir, name=name)
+    if problems:
+        raise ConfigError(problems)
+    return sinks
+
+
+class Agent:
+    """Everything a running agent holds: config, store, sources, sinks, ledger, incidents, outbox."""
+
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        *,
+        base_dir: Path | None = None,
+        store: Store | None = None,
+        clock: Clock = utcnow,
+        sinks: Mapping[str, Sink] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.base_dir = base_dir
+        self.clock = clock
+        self.store = store or Store(cfg.agent.state_url.get_secret_value())
+        controls_path = (resolve_path(cfg.agent.evidence.controls_file, base_dir)
+                         if cfg.agent.evidence.controls_file else None)
+        self.ledger = Ledger(ControlMap(controls_path))
+        links = {"grafana": cfg.agent.grafana_url} if cfg.agent.grafana_url else {}
+        self.incidents = IncidentManager(self.ledger, Playbooks(), links=links)
+        self.sinks: dict[str, Sink] = dict(sinks) if sinks is not None else build_sinks(cfg, base_dir)
+        self.outbox = Outbox(self.store, self.ledger, self.sinks)
+        self._sources: dict[str, Source] = {}
+        self._references: dict[str, SystemReference] = {}
+        self.config_digest = config_digest(cfg)
+
+    # -- life cycle ---------------------------------------------------------------------------------
+    def record_config_loaded(self, source: str) -> None:
+        with self.store.transaction() as s:
+            self.ledger.append(s, "config_loaded", {
+                "config_digest": self.config_digest, "file": source,
+                "systems": [{"id": x.id, "model": f"{x.model.name} {x.model.version}", "owner": x.owner.team,
+                             "role": x.role.value, "risk_tier": x.risk_tier.value,
+                             "lifecycle_stage": x.lifecycle_stage.value} for x in self.cfg.systems],
+            }, now=self.clock())
+
+    def close(self) -> None:
+        for src in self._sources.values():
+            src.close()
+        self.store.close()
+
+    def source(self, system: SystemConfig) -> Source:
+        if system.id not in self._sources:
+            self._sources[system.id] = build_source(system, "source", self.base_dir)
+        return self._sources[system.id]
+
+    def reference(self, system: SystemConfig) -> SystemReference:
+        ref = self._references.get(system.id)
+        if ref is None:
+            src = build_source(system, "reference", self.base_dir)
+            try:
+                frame = src.read_all(columns=self._columns(system))
+            finally:
+                src.close()
+            if frame.empty:
+                raise InputError(f"system {system.id}: the reference data has no rows")
+            ref = SystemReference.build(system, frame)
+            self._references[system.id] = ref
+        return ref
+
+    @staticmethod
+    def _columns(system: SystemConfig) -> list[str]:
+        sc = system.schema_
+        cols = [sc.timestamp_column, *sc.features, *sc.sensitive]
+        if sc.id_column:
+            cols.append(sc.id_column)
+        if sc.prediction:
+            cols.append(sc.prediction.column)
+        if sc.label:
+            cols.append(sc.label)
+        return list(dict.fromkeys(cols))
+
+    # -- windows ------------------------------------------------------------------------------------
+    def watermark(self, system: SystemConfig) -> datetime | None:
+        with self.store.session() as s:
+            row = s.get(Watermark, (system.id, "predictions"))
+            return datetime.fromisoformat(row.value) if row else None
+
+    def due_windows(self, system: SystemConfig, now: datetime) -> list[tuple[datetime, datetime]]:
+        size, lateness = system.window.size, system.window.lateness
+        last_closed_end = align_down(now - lateness, size)
+        wm = self.watermark(system)
+        if wm is not None:
+            start = wm
+        elif system.window.start is not None:
+            start = align_down(system.window.start, size)
+        else:
+            start = last_closed_end - size
+        out: list[tuple[datetime, datetime]] = []
+        while start + size <= last_closed_end and len(out) < system.window.max_catch_up:
+            out.append((start, start + size))
+            start += size
+        return out
+
+    def run_system(self, system_id: str, now: datetime | None = None) -> list[RunOutcome]:
+        system = self.cfg.system(system_id)
+        now = now or self.clock()
+        outcomes = []
+        for start, end in self.due_windows(system, now):
+            outcome = self.run_window(system, start, end, now)
+            outcomes.append(outcome)
+            if outcome.status == "failed":
+                break  # the same window is tried again next tick
+        return outcomes
+
+    def run_all(self, now: datetime | None = None) -> list[RunOutcome]:
+        out: list[RunOutcome] = []
+        for system in self.cfg.systems:
+            out.extend(self.run_system(system.id, now))
+        return out
+
+    def run_window(self, system: SystemConfig, start: datetime, end: datetime, now: datetime) -> RunOutcome:
+        t0 = time.perf_counter()
+        try:
+            ref = self.reference(system)
+            df = self.source(system).read_window(start, end, columns=self._columns(system))
+            ev = evaluate_window(system, ref, df)
+        except (SourceError, InputError) as exc:
+            return self._failed(system, start, end, now, exc, time.perf_counter() - t0)
+        duration = time.perf_counter() - t0
+        try:
+            return self._commit(system, start, end, now, ev, duration, ref)
+        except StateStoreError as exc:
+            if isinstance(exc.__cause__, IntegrityError):
+                log.info("window %s of %s was judged by another replica", start, system.id)
+                return RunOutcome(system.id, start, end, "skipped", rows=len(df))
+            raise
+
+    def _commit(self, system: SystemConfig, start: datetime, end: datetime, now: datetime,
+                ev: WindowEvaluation, duration: float, ref: SystemReference) -> RunOutcome:
+        outcome = RunOutcome(system.id, start, end, ev.status, rows=ev.rows, verdicts=ev.verdicts,
+                             results=ev.results)
+        verdicts = [*ev.verdicts, Verdict("collection", "source", "ok", value=0.0, threshold=None,
+                                          summary="source read")]
+        with self.store.transaction() as s:
+            run = CheckRun(system_id=system.id, window_start=start, window_end=end,
+                           started_at=now, finished_at=now, status=ev.status, rows=ev.rows, results=ev.results)
+            s.add(run)
+            s.flush()
+            record = self.ledger.append(s, "check_run", {
+                "check_run_id": run.id, "window": {"start": start, "end": end}, "rows": ev.rows,
+                "status": ev.status, "config_digest": self.config_digest, "reference_digest": ref.digest,
+                "reference_rows": ref.rows, "model": f"{system.model.name} {system.model.version}",
+                "source": self.source(system).describe(), "duration_s": round(duration, 6),
+                "verdicts": [{"check": v.check, "subject": v.subject, "state": v.state, "value": v.value,
+                              "threshold": v.threshold, "summary": v.summary} for v in ev.verdicts],
+                "results": ev.results,
+            }, system_id=system.id, now=now)
+            run.evidence_seq = record.seq
+            for v in verdicts:
+                change = self._decide(s, system, v, (start, end), now, record.seq)
+                if change:
+                    outcome.changes.append(change)
+            self._store_series(s, system, ev)
+            self._stats(s, system, ev, now, duration, failed=False)
+            wm = s.get(Watermark, (system.id, "predictions"))
+            if wm is None:
+                s.add(Watermark(system_id=system.id, stream="predictions", value=end.isoformat(), updated_at=now))
+            else:
+                wm.value, wm.updated_at = end.isoformat(), now
+        return outcome
+
+    def _decide(self, s: Any, system: SystemConfig, v: Verdict, window: tuple[datetime, datetime] | None,
+                now: datetime, seq: int | None) -> IncidentChange | None:
+        row = s.get(Decision, (system.id, v.check, v.subject))
+        prev = Streaks(row.state, row.breach_streak, row.ok_streak) if row else Streaks()
+        hyst = self._hysteresis(system, v.check)
+        nxt, tr = step(prev, v.state, open_after=hyst[0], close_after=hyst[1])
+        if row is None:
+            row = Decision(system_id=system.id, check=v.check, subject=v.subject, state=nxt.state,
+                           raw_state=v.state, breach_streak=nxt.breach_streak, ok_streak=nxt.ok_streak,
+                           value=v.value, detail={"summary": v.summary}, updated_at=now)
+            s.add(row)
+        else:
+            row.state, row.raw_state = nxt.state, v.state
+            row.breach_streak, row.ok_streak = nxt.breach_streak, nxt.ok_streak
+            row.value, row.detail, row.updated_at = v.value, {"summary": v.summary}, now
+        if tr.before != tr.after:
+            self.ledger.append(s, "decision_changed", {
+                "check": v.check, "subject": v.subject, "from": tr.before, "to": tr.after, "raw": v.state,
+                "value": v.value, "threshold": v.threshold, "summary": v.summary,
+            }, system_id=system.id, now=now)
+        return self.incidents.apply(s, system=system, verdict=v, transition=tr, window=window, now=now,
+                                    evidence_seq=seq)
+
+    @staticmethod
+    def _hysteresis(system: SystemConfig, check: str) -> tuple[int, int]:
+        c = system.checks
+        h = {"drift": c.drift.hysteresis, "prediction_drift": c.drift.hysteresis, "fairness": c.fairness.hysteresis,
+             "performance": c.performance.hysteresis, "data_quality": c.data_quality.hysteresis}.get(check)
+        if h is None:
+            return COLLECTION_OPEN_AFTER, 1
+        return h.open_after, h.close_after
+
+    def _store_series(self, s: Any, system: SystemConfig, ev: WindowEvaluation) -> None:
+        families = {f for f, _, _ in ev.series}
+        s.execute(delete(MetricValue).where(MetricValue.system_id == system.id, MetricValue.family.in_(families)))
+        now = self.clock()
+        seen: set[tuple[str, str]] = set()
+        for family, labels, value in ev.series:
+            key = json.dumps(labels, sort_keys=True, separators=(",", ":"))[:400]
+            if (family, key) in seen:
+                continue
+            seen.add((family, key))
+            s.add(MetricValue(system_id=system.id, family=family, labels=key, value=value, updated_at=now))
+
+    def _stats(self, s: Any, system: SystemConfig, ev: WindowEvaluation | None, now: datetime, duration: float,
+               *, failed: bool) -> None:
+        checks = ["collection"]
+        if ev is not None:
+            checks += sorted({v.check for v in ev.verdicts})
+        for check in checks:
+            row = s.get(CheckStat, (system.id, check))
+            if row is None:
+                row = CheckStat(system_id=system.id, check=check, runs=0, failures=0, last_duration_s=0.0)
+                s.add(row)
+            row.runs += 1
+            row.last_run_at = now
+            row.last_duration_s = duration
+            if failed:
+                row.failures += 1
+            else:
+                row.last_success_at = now
+
+    def _failed(self, system: SystemConfig, start: datetime, end: datetime, now: datetime, exc: AimsError,
+                duration: float) -> RunOutcome:
+        log.warning("check of %s for window %s failed: %s", system.id, start.isoformat(), exc)
+        outcome = RunOutcome(system.id, start, end, "failed", error=str(exc))
+        with self.store.transaction() as s:
+            self._stats(s, system, None, now, duration, failed=True)
+            self.ledger.append(s, "check_failed", {
+                "window": {"start": start, "end": end}, "error": str(exc)[:1000],
+                "error_type": type(exc).__name__, "retryable": bool(getattr(exc, "retryable", False)),
+            }, system_id=system.id, now=now)
+            row = s.get(Decision, (system.id, "collection", "source"))
+            streak = (row.breach_streak + 1) if row else 1
+            v = Verdict("collection", "source", "breach", value=float(streak), threshold=float(COLLECTION_OPEN_AFTER),
+                        summary=str(exc)[:300], detail={"error": str(exc)[:300]})
+            change = self._decide(s, system, v, (start, end), now, None)
+            if change:
+                outcome.changes.append(change)
+        return outcome
+
+    # -- outputs ------------------------------------------------------------------------------------
+    def deliver(self, now: datetime | None = None) -> int:
+        return self.outbox.deliver_due(now or self.clock()).delivered
+
+    def decisions(self, system_id: str | None = None) -> list[dict[str, Any]]:
+        with self.store.session() as s:
+            q = select(Decision)
+            if system_id:
+                q = q.where(Decision.system_id == system_id)
+            return [{"system": d.system_id, "check": d.check, "subject": d.subject, "state": d.state,
+                     "value": d.value, "summary": d.detail.get("summary"), "updated_at": utc(d.updated_at)}
+                    for d in s.execute(q.order_by(Decision.system_id, Decision.check, Decision.subject)).scalars()]
+

@@ -1,0 +1,197 @@
+"""Load the YAML configuration: ``${ENV}`` interpolation, secrets from files, and every problem at once.
+
+Interpolation forms, inside any string value:
+
+- ``${NAME}``: the environment variable (a problem if unset);
+- ``${NAME:-default}``: the variable, or ``default`` when unset or empty;
+- ``${file:/path/to/secret}``: the content of a file (trailing newline stripped), for mounted secrets.
+
+``load_config`` raises :class:`config.errors.ConfigError` whose ``problems`` list every error found in
+the file, each with its dotted path (``systems.0.window.size``), so a user fixes them in one go.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from config.errors import ConfigError, Problem
+from config.model import AgentConfig, FileSourceConfig, PluginSinkConfig
+
+_VAR = re.compile(r"\$\{([^}]*)\}")
+
+# A plugin's config class, looked up by sink type; the agent passes the registry in, so config/
+# does not import connectors/.
+SinkConfigLookup = Callable[[str], type[BaseModel] | None]
+
+
+def _interpolate(node: Any, path: str, env: Mapping[str, str], problems: list[Problem]) -> Any:
+    if isinstance(node, dict):
+        return {k: _interpolate(v, f"{path}.{k}" if path else str(k), env, problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(v, f"{path}.{i}", env, problems) for i, v in enumerate(node)]
+    if not isinstance(node, str) or "${" not in node:
+        return node
+
+    def repl(m: re.Match[str]) -> str:
+        expr = m.group(1)
+        if expr.startswith("file:"):
+            fpath = Path(expr[5:])
+            try:
+                return fpath.read_text(encoding="utf-8").rstrip("\n")
+            except OSError as exc:
+                problems.append(Problem(path, f"cannot read secret file {fpath}: {exc.strerror}"))
+                return ""
+        name, sep, default = expr.partition(":-")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            problems.append(Problem(path, f"bad variable reference ${{{expr}}}"))
+            return ""
+        value = env.get(name)
+        if value:
+            return value
+        if sep:
+            return default
+        problems.append(Problem(path, f"environment variable {name} is not set"))
+        return ""
+
+    return _VAR.sub(repl, node)
+
+
+def _pydantic_problems(exc: ValidationError) -> list[Problem]:
+    out: list[Problem] = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        # one model validator may report several problems joined by "; "
+        out.extend(Problem(loc, part) for part in msg.split("; "))
+    return out
+
+
+# pydantic adds the union member's name to the location of errors inside a union; users never wrote it
+_UNION_TAGS = {"file", "sql", "FileSourceConfig", "SqlSourceConfig", "LocalFolderSinkConfig", "PluginSinkConfig",
+               "local_folder"}
+
+
+def parse_config(
+    raw: Any,
+    *,
+    source: str = "<config>",
+    base_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    sink_config: SinkConfigLookup | None = None,
+) -> AgentConfig:
+    """Validate an already-parsed YAML document; relative file paths are taken from ``base_dir``."""
+    problems: list[Problem] = []
+    if not isinstance(raw, dict):
+        raise ConfigError([Problem("", "the file must be a YAML mapping with `systems:`")], source)
+    data = _interpolate(raw, "", os.environ if env is None else env, problems)
+    cfg: AgentConfig | None = None
+    try:
+        cfg = AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(exc))
+        # the whole-file checks do not run when a system is invalid; run them on the raw data instead
+        seen = {p.message for p in problems}
+        problems.extend(p for p in _raw_reference_problems(data) if p.message not in seen)
+    if cfg is not None:
+        problems.extend(_check_sinks(cfg, sink_config))
+        problems.extend(_check_files(cfg, base_dir))
+    if problems:
+        raise ConfigError(problems, source)
+    assert cfg is not None
+    return cfg
+
+
+def _raw_reference_problems(data: Any) -> list[Problem]:
+    """Duplicate system ids and routes to undeclared sinks, from the raw document."""
+    if not isinstance(data, dict) or not isinstance(data.get("systems"), list):
+        return []
+    sinks = data.get("sinks")
+    names = set(sinks) if isinstance(sinks, dict) else {"local"}
+    out: list[Problem] = []
+    ids: set[object] = set()
+    for i, s in enumerate(data["systems"]):
+        if not isinstance(s, dict):
+            continue
+        sid = s.get("id")
+        if sid in ids:
+            out.append(Problem(f"systems.{i}.id", f"duplicate system id {sid!r}"))
+        ids.add(sid)
+        routing = s.get("incidents")
+        routed = routing.get("sinks", ["local"]) if isinstance(routing, dict) else ["local"]
+        for name in routed if isinstance(routed, list) else []:
+            if name not in names:
+                out.append(Problem(f"systems.{i}.incidents.sinks",
+                                   f"system {sid!r} routes to sink {name!r}, which is not under `sinks:`"))
+    return out
+
+
+def _check_sinks(cfg: AgentConfig, lookup: SinkConfigLookup | None) -> list[Problem]:
+    problems: list[Problem] = []
+    for name, sink in cfg.sinks.items():
+        if not isinstance(sink, PluginSinkConfig):
+            continue
+        cls = lookup(sink.type) if lookup else None
+        if cls is None:
+            problems.append(Problem(f"sinks.{name}.type", f"unknown sink type {sink.type!r}"))
+            continue
+        try:
+            cls.model_validate(sink.model_dump())
+        except ValidationError as exc:
+            problems.extend(Problem(f"sinks.{name}.{p.path}".rstrip("."), p.message) for p in _pydantic_problems(exc))
+    return problems
+
+
+def _check_files(cfg: AgentConfig, base_dir: Path | None) -> list[Problem]:
+    problems: list[Problem] = []
+    for i, s in enumerate(cfg.systems):
+        ref = s.reference
+        if isinstance(ref, FileSourceConfig):
+            path = resolve_path(ref.path, base_dir)
+            if not any(ch in ref.path for ch in "*?[") and not path.exists():
+                problems.append(Problem(f"systems.{i}.reference.path", f"no such file or folder: {path}"))
+    return problems
+
+
+def resolve_path(path: str, base_dir: Path | None) -> Path:
+    """Relative paths in a config file are relative to the file, not to the working directory."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() or base_dir is None else (base_dir / p)
+
+
+def load_config(
+    path: str | Path, *, env: Mapping[str, str] | None = None, sink_config: SinkConfigLookup | None = None
+) -> AgentConfig:
+    """Read and validate a config file; raises ConfigError listing every problem."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([Problem("", f"cannot read {p}: {exc.strerror}")], str(p)) from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([Problem("", f"{where}invalid YAML: {reason}")], str(p)) from exc
+    return parse_config(raw, source=str(p), base_dir=p.parent.resolve(), env=env, sink_config=sink_config)
+
+
+def config_digest(cfg: AgentConfig) -> str:
+    """A stable digest of the effective configuration, secrets included only as their own digest."""
+    dumped = cfg.model_dump(mode="json", by_alias=True)
+    canonical = json.dumps(dumped, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,389 @@
+"""Typed configuration: the AI system inventory (governance fields first-class) and how each system is watched.
+
+One YAML file describes the agent (state store, HTTP listener, evidence retention), the incident sinks,
+and the monitored AI systems. Each system is an inventory entry of the organisation's AIMS register:
+who owns it, its role under the EU AI Act (provider, deployer or both), its risk tier, its impact
+assessment, its model and life-cycle stage; then its data schema, reference, source, window, checks
+and incident routing. Every model forbids unknown keys, so a typo is an error with its path.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_ID = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+
+
+def parse_duration(value: object) -> timedelta:
+    """Parse ``30s``, ``15m``, ``1h``, ``7d``, ``2w`` or a number of seconds into a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 15m, 1h, 7d)")
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return timedelta(seconds=seconds)
+
+
+class Strict(BaseModel):
+    """Base of every config model: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class Role(StrEnum):
+    """The organisation's role for this system under the EU AI Act; it changes the obligations."""
+
+    provider = "provider"
+    deployer = "deployer"
+    provider_and_deployer = "provider_and_deployer"
+
+
+class RiskTier(StrEnum):
+    """Risk tier as recorded in the AIMS register (EU AI Act categories)."""
+
+    unacceptable = "unacceptable"
+    high = "high"
+    limited = "limited"
+    minimal = "minimal"
+
+
+class LifecycleStage(StrEnum):
+    """ISO/IEC 22989 life-cycle stages that matter at run time."""
+
+    design = "design"
+    development = "development"
+    verification = "verification"
+    deployment = "deployment"
+    operation = "operation"
+    re_evaluation = "re_evaluation"
+    retired = "retired"
+
+
+class Owner(Strict):
+    team: str = Field(min_length=1)
+    contact: str = Field(min_length=1, description="e-mail or on-call handle of the accountable owner")
+    escalation: str | None = Field(default=None, description="who is told when the owner does not respond")
+
+
+class ModelRef(Strict):
+    name: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+    provider_contact: str | None = Field(
+        default=None, description="for deployers: the provider to inform first of a serious incident"
+    )
+
+
+class ColumnKind(StrEnum):
+    numerical = "numerical"
+    categorical = "categorical"
+
+
+class PredictionKind(StrEnum):
+    classification = "classification"  # class labels
+    score = "score"  # probability of the positive class, binarised at `threshold`
+    regression = "regression"
+
+
+class Prediction(Strict):
+    column: str
+    kind: PredictionKind = PredictionKind.classification
+    pos_label: Any = 1
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+class Schema(Strict):
+    id_column: str | None = None
+    timestamp_column: str
+    features: dict[str, ColumnKind] = Field(min_length=1)
+    prediction: Prediction | None = None
+    label: str | None = None
+    sensitive: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _columns_distinct(self) -> Schema:
+        special = [c for c in (self.id_column, self.timestamp_column) if c]
+        if self.prediction:
+            special.append(self.prediction.column)
+        if self.label:
+            special.append(self.label)
+        clash = sorted(set(special) & set(self.features))
+        if clash:
+            raise ValueError(f"columns listed both as features and as id/timestamp/prediction/label: {clash}")
+        return self
+
+
+class FileSourceConfig(Strict):
+    type: Literal["file"] = "file"
+    path: str = Field(min_length=1, description="a file, a folder or a glob of Parquet, CSV or JSON Lines files")
+    format: Literal["auto", "parquet", "csv", "jsonl"] = "auto"
+
+
+class SqlSourceConfig(Strict):
+    type: Literal["sql"] = "sql"
+    url: SecretStr = Field(description="SQLAlchemy URL; may carry a password, so it is treated as a secret")
+    table: str | None = None
+    db_schema: str | None = Field(default=None, alias="schema")
+    query: str | None = Field(default=None, description="a SELECT used as a subquery instead of a table")
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> SqlSourceConfig:
+        if bool(self.table) == bool(self.query):
+            raise ValueError("give exactly one of `table` or `query`")
+        return self
+
+
+SourceConfig = Annotated[FileSourceConfig | SqlSourceConfig, Field(discriminator="type")]
+
+
+class Window(Strict):
+    size: timedelta = Field(description="tumbling window length, e.g. 1h or 1d")
+    lateness: timedelta = Field(
+        default=timedelta(0), description="wait this long after a window ends before judging it"
+    )
+    min_rows: int = Field(default=100, ge=1, description="fewer rows: insufficient data, not a verdict")
+    max_catch_up: int = Field(default=48, ge=1, description="windows judged at most per tick after a pause")
+    start: datetime | None = Field(
+        default=None, description="judge windows from this time on; default: the last complete window at first start"
+    )
+
+    @field_validator("size", "lateness", mode="before")
+    @classmethod
+    def _dur(cls, v: object) -> timedelta:
+        if v == 0 or v == "0":
+            return timedelta(0)
+        return parse_duration(v)
+
+    @field_validator("start")
+    @classmethod
+    def _utc(cls, v: datetime | None) -> datetime | None:
+        return v.replace(tzinfo=UTC) if v is not None and v.tzinfo is None else v
+
+
+class Schedule(Strict):
+    every: timedelta | None = None
+    cron: str | None = None
+
+    @field_validator("every", mode="before")
+    @classmethod
+    def _dur(cls, v: object) -> timedelta | None:
+        return None if v is None else parse_duration(v)
+
+    @model_validator(mode="after")
+    def _one(self) -> Schedule:
+        if (self.every is None) == (self.cron is None):
+            raise ValueError("give exactly one of `every` or `cron`")
+        if self.cron is not None and len(self.cron.split()) != 5:
+            raise ValueError("`cron` takes five fields: minute hour day month day-of-week")
+        return self
+
+
+class Hysteresis(Strict):
+    open_after: int = Field(default=1, ge=1, description="consecutive breaching windows before an incident opens")
+    close_after: int = Field(default=1, ge=1, description="consecutive clean windows before it resolves")
+
+
+class DriftCheck(Strict):
+    enabled: bool = True
+    method: str = "auto"
+    threshold: float | None = Field(default=None, gt=0)
+    per_column: dict[str, str] = Field(default_factory=dict, description="column -> stattest name")
+    per_column_threshold: dict[str, float] = Field(default_factory=dict)
+    drift_share: float = Field(default=0.5, gt=0, le=1)
+    fdr_alpha: float | None = Field(default=None, gt=0, lt=1, description="Benjamini-Hochberg over p-values")
+    prediction: bool = Field(default=True, description="also watch drift of the prediction column")
+    hysteresis: Hysteresis = Field(default_factory=Hysteresis)
+
+
+FairnessMetric = Literal[
+    "demographic_parity_difference",
+    "demographic_parity_ratio",
+    "equalized_odds_difference",
+    "equal_opportunity_difference",
+]
+
+
+class FairnessCheck(Strict):
+    enabled: bool = True
+    sensitive: list[str] = Field(
+        default_factory=list, description="features to judge separately; 'a+b' judges the intersection"
+    )
+    metric: FairnessMetric = "demographic_parity_difference"
+    threshold: float = Field(default=0.1, gt=0)
+    min_group_size: int = Field(default=30, ge=1)
+    require_significance: bool = Field(default=True, description="breach only when the gap is not chance")
+    hysteresis: Hysteresis = Field(default_factory=Hysteresis)
+
+
+class PerformanceCheck(Strict):
+    enabled: bool = True
+    metric: str = "accuracy"
+    min: float | None = None
+    max: float | None = None
+    min_labels: int = Field(default=50, ge=1)
+    hysteresis: Hysteresis = Field(default_factory=Hysteresis)
+
+    @model_validator(mode="after")
+    def _bound(self) -> PerformanceCheck:
+        if self.enabled and self.min is None and self.max is None:
+            raise ValueError("give `min` or `max` (or both) for the performance metric")
+        return self
+
+
+class DataQualityCheck(Strict):
+    enabled: bool = True
+    max_missing_share: float = Field(default=0.1, ge=0, le=1)
+    max_out_of_range_share: float = Field(default=0.05, ge=0, le=1)
+    max_unseen_category_share: float = Field(default=0.05, ge=0, le=1)
+    max_type_error_share: float = Field(default=0.0, ge=0, le=1)
+    hysteresis: Hysteresis = Field(default_factory=Hysteresis)
+
+
+class Checks(Strict):
+    drift: DriftCheck = Field(default_factory=DriftCheck)
+    fairness: FairnessCheck = Field(default_factory=lambda: FairnessCheck(enabled=False))
+    performance: PerformanceCheck = Field(default_factory=lambda: PerformanceCheck(enabled=False))
+    data_quality: DataQualityCheck = Field(default_factory=DataQualityCheck)
+
+
+class Routing(Strict):
+    sinks: list[str] = Field(default_factory=lambda: ["local"], description="names of sinks under `sinks:`")
+
+
+class SystemConfig(Strict):
+    """One AI system: an inventory entry plus how it is monitored."""
+
+    id: str = Field(pattern=_ID)
+    name: str = Field(min_length=1)
+    purpose: str = Field(min_length=1)
+    decisions: list[str] = Field(default_factory=list, description="decisions the system influences")
+    data_consumed: list[str] = Field(default_factory=list, description="categories of data it consumes")
+    owner: Owner
+    role: Role
+    risk_tier: RiskTier
+    eu_ai_act_high_risk: bool = False
+    impact_assessment_ref: str | None = None
+    risk_register_ids: list[str] = Field(default_factory=list)
+    model: ModelRef
+    lifecycle_stage: LifecycleStage = LifecycleStage.operation
+    affected_groups: list[str] = Field(default_factory=list)
+    critical_infrastructure: bool = False
+
+    schema_: Schema = Field(alias="schema")
+    reference: SourceConfig
+    source: SourceConfig
+    window: Window
+    schedule: Schedule
+    checks: Checks = Field(default_factory=Checks)
+    incidents: Routing = Field(default_factory=Routing)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SystemConfig:
+        problems: list[str] = []
+        if self.eu_ai_act_high_risk and self.risk_tier is not RiskTier.high:
+            problems.append("eu_ai_act_high_risk is true but risk_tier is not 'high'")
+        known = set(self.schema_.features) | set(self.schema_.sensitive)
+        for spec in self.checks.fairness.sensitive:
+            for part in spec.split("+"):
+                if part not in self.schema_.sensitive:
+                    problems.append(f"checks.fairness.sensitive names {part!r}, not in schema.sensitive")
+        if self.checks.fairness.enabled:
+            if not self.schema_.prediction:
+                problems.append("checks.fairness needs schema.prediction")
+            if not self.checks.fairness.sensitive:
+                problems.append("checks.fairness needs at least one sensitive feature")
+        if self.checks.performance.enabled and not (self.schema_.label and self.schema_.prediction):
+            problems.append("checks.performance needs schema.label and schema.prediction")
+        for col in list(self.checks.drift.per_column) + list(self.checks.drift.per_column_threshold):
+            if col not in known and not (self.schema_.prediction and col == self.schema_.prediction.column):
+                problems.append(f"checks.drift.per_column names {col!r}, not a feature")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class LocalFolderSinkConfig(Strict):
+    type: Literal["local_folder"] = "local_folder"
+    path: str = "./aims-tickets"
+
+
+class PluginSinkConfig(BaseModel):
+    """A sink provided by a plugin: its own typed config validates the remaining keys."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+
+
+class ServerConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=1, le=65535)
+    metrics_require_token: bool = False
+    max_series_per_system: int = Field(default=500, ge=1, description="cap on per-feature series")
+
+
+class Token(Strict):
+    name: str
+    value: SecretStr
+    scopes: list[Literal["read", "operate", "ingest"]] = Field(default_factory=lambda: ["read"])  # type: ignore[arg-type]
+
+
+class EvidenceConfig(Strict):
+    retention_days: int = Field(default=190, ge=183, description="EU AI Act Arts. 19 and 26: at least 6 months")
+    controls_file: str | None = Field(default=None, description="your Annex A mapping; default: shipped one")
+
+
+class AgentSettings(Strict):
+    state_url: SecretStr = SecretStr("sqlite:///./aims-state/state.db")
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    tokens: list[Token] = Field(default_factory=list)
+    evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
+    grafana_url: str | None = None
+
+
+def _default_sinks() -> dict[str, LocalFolderSinkConfig | PluginSinkConfig]:
+    return {"local": LocalFolderSinkConfig()}
+
+
+class AgentConfig(Strict):
+    """The whole file."""
+
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+    sinks: dict[str, LocalFolderSinkConfig | PluginSinkConfig] = Field(default_factory=_default_sinks)
+    systems: list[SystemConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _refs(self) -> AgentConfig:
+        problems: list[str] = []
+        seen: set[str] = set()
+        for s in self.systems:
+            if s.id in seen:
+                problems.append(f"duplicate system id {s.id!r}")
+            seen.add(s.id)
+            for name in s.incidents.sinks:
+                if name not in self.sinks:
+                    problems.append(f"system {s.id!r} routes to sink {name!r}, which is not under `sinks:`")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def system(self, system_id: str) -> SystemConfig:
+        for s in self.systems:
+            if s.id == system_id:
+                return s
+        raise KeyError(system_id)

@@ -1,0 +1,1 @@
+"""Sources that bring predictions in and sinks that carry incidents out, found as plugins."""

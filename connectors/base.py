@@ -1,0 +1,79 @@
+"""The two small interfaces of connectors: a Source brings prediction rows in, a Sink carries incidents out.
+
+Both are Protocols, so a third-party plugin needs no base class: it registers a class under the
+``aims_agent.sources`` or ``aims_agent.sinks`` entry-point group whose constructor takes its typed
+config and whose methods follow these signatures. Errors are those of ``config.errors``: a source
+raises ``SourceUnavailable`` (retry next tick) or ``SourceQueryError`` (fix the config); a sink raises
+``RetryableSinkError`` or ``PermanentSinkError`` and the outbox decides what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import pandas as pd
+
+
+@runtime_checkable
+class Source(Protocol):
+    """Reads prediction rows. Windows are half-open: ``start <= timestamp < end`` (UTC)."""
+
+    def read_window(self, start: datetime, end: datetime, *, columns: Sequence[str]) -> pd.DataFrame:
+        """Rows whose timestamp falls in the window, with (at least) the columns asked for that exist."""
+        ...
+
+    def read_all(self, *, columns: Sequence[str]) -> pd.DataFrame:
+        """Every row (used for reference data)."""
+        ...
+
+    def describe(self) -> str:
+        """A short, secret-free description for logs and evidence (e.g. ``postgresql://host/db#table``)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+Action = Literal["open", "update", "resolve"]
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One change of one incident, rendered by the playbook (content) and handed to a sink (shell)."""
+
+    message_id: int  # the outbox id: a sink that sees it twice must not act twice
+    action: Action
+    fingerprint: str
+    incident_id: int
+    system_id: str
+    kind: str
+    subject: str
+    severity: str  # critical | high | medium | low
+    title: str
+    summary: str
+    body_markdown: str
+    occurred_at: datetime
+    started_at: datetime
+    labels: Mapping[str, str] = field(default_factory=dict)
+    content: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TicketRef:
+    """Where the sink put the incident, so later notices for the same fingerprint update it."""
+
+    remote_id: str
+    url: str | None = None
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Renders notices natively in one incident tool; ``deliver`` must be idempotent per fingerprint."""
+
+    def deliver(self, notice: Notice, *, known: TicketRef | None) -> TicketRef:
+        """Open, update or resolve the ticket for ``notice.fingerprint``; return where it lives."""
+        ...
+
+    def describe(self) -> str: ...

@@ -1,0 +1,1 @@
+"""Built-in prediction sources (registered under the ``aims_agent.sources`` entry-point group)."""

@@ -1,0 +1,1 @@
+"""Pure computation of drift, data-quality, performance and fairness metrics (no I/O)."""

@@ -1,0 +1,449 @@
+"""Per-feature and dataset drift between a reference and a current window, agreeing with evidently 0.7.
+
+``auto`` picks the test exactly as evidently 0.7's ``DataDriftPreset`` does (by non-null reference
+size, column kind and the number of distinct values over both sides), with evidently's thresholds
+and comparisons; any registered test can be named instead (:func:`available_methods`). The scores
+are computed by :mod:`metrics.stattests` in numpy/scipy, never by evidently.
+
+For repeated windows against one reference, :class:`PreparedReference` sorts and counts the
+reference once; each window then costs one sort and one merge per numerical column and one value
+count per categorical column.
+
+Values that are NaN, +-inf or None are dropped per column before testing (evidently does the same).
+A column with no usable value on either side is reported as ``insufficient_data`` and is not
+judged; that is an outcome, not an error. Configuration mistakes (unknown method, a method that does
+not apply to the column's kind, a missing column, non-numeric values in a numerical column) raise
+:class:`config.errors.MetricInputError`.
+
+Column kinds, when not given, are inferred like evidently 0.7 infers them without a data definition
+(:func:`infer_kind`). Evidently infers from the *current* dataset; :func:`dataset_drift` and
+:func:`column_drift` do the same, so they agree with evidently column for column, while
+:meth:`PreparedReference.prepare` can only look at the reference and fixes the kinds there.
+
+False-alarm control: with ``DriftSpec.fdr_alpha`` set, the p-value columns of one call are judged
+together with the Benjamini-Hochberg procedure at that level. Each such column keeps its raw p-value
+as ``score`` and gets the BH critical value as ``threshold`` (k * alpha / m, where k is the number of
+rejected hypotheses and m the number of p-values; alpha / m when none is rejected), and drifts when
+``score <= threshold``: exactly the columns whose BH-adjusted p-value is at most alpha. Distance
+columns are unaffected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Hashable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pandas.api import types as ptypes
+
+from config.errors import MetricInputError
+from metrics import stattests
+from metrics.stattests import ColumnKind, CountSample, NumericSample, Sample, SamplePair, StatTest
+
+__all__ = [
+    "ColumnDrift",
+    "ColumnKind",
+    "DatasetDrift",
+    "DriftSpec",
+    "PreparedReference",
+    "available_methods",
+    "column_drift",
+    "dataset_drift",
+    "infer_kind",
+]
+
+#: evidently's INTEGER_CARDINALITY_LIMIT: integer columns with at most this many values are categorical.
+INTEGER_CARDINALITY_LIMIT = 10
+_KINDS: tuple[ColumnKind, ...] = ("numerical", "categorical")
+#: Below this many cells per window, a thread pool costs more than it saves.
+_PARALLEL_MIN_CELLS = 200_000
+
+
+@dataclass(frozen=True)
+class ColumnDrift:
+    """The drift verdict for one column."""
+
+    column: str
+    kind: ColumnKind
+    method: str  # evidently stattest name actually used ("auto" only when no test could run)
+    score: float  # p-value for tests, distance for distances; nan when not computable
+    threshold: float
+    drifted: bool
+    is_p_value: bool  # True: drift when score is below threshold; False: a distance, drift when above
+    reference_rows: int  # non-null values used
+    current_rows: int
+    status: Literal["ok", "insufficient_data"] = "ok"
+
+
+@dataclass(frozen=True)
+class DatasetDrift:
+    """Per-column verdicts and evidently's dataset rule: drift when the drifted share reaches the limit."""
+
+    columns: list[ColumnDrift]
+    drifted_count: int
+    share: float  # drifted / judged columns (insufficient columns are not judged)
+    dataset_drift: bool  # share >= drift_share, and at least one column judged
+    drift_share: float
+
+
+@dataclass(frozen=True)
+class DriftSpec:
+    """Which test and threshold to use, globally or per column, and the dataset rule."""
+
+    method: str = "auto"  # "auto" or any registered stattest name
+    threshold: float | None = None  # None: the method's evidently default
+    per_column_method: Mapping[str, str] = field(default_factory=dict)
+    per_column_threshold: Mapping[str, float] = field(default_factory=dict)
+    drift_share: float = 0.5
+    # Benjamini-Hochberg across the p-value columns of one call (see the module docstring).
+    fdr_alpha: float | None = None
+
+
+def available_methods() -> list[str]:
+    """Every drift method that can be named, with evidently's names."""
+    return sorted(stattests.REGISTRY)
+
+
+# --- kind inference -------------------------------------------------------------------------------------
+
+
+def _infer_one(series: pd.Series) -> ColumnKind | None:
+    """Evidently's ``infer_column_type`` mapped to our two kinds; None when there is nothing to look at.
+
+    Evidently's Text becomes categorical. Where evidently says Unknown for a dtype it does not know
+    (nullable Int64/UInt*/Float64/boolean, unsigned ints), the same rule as its numpy counterpart applies.
+    """
+    dtype = series.dtype
+    if isinstance(dtype, pd.CategoricalDtype) or ptypes.is_bool_dtype(dtype):
+        return "categorical"
+    if ptypes.is_datetime64_any_dtype(dtype) or ptypes.is_timedelta64_dtype(dtype):
+        raise MetricInputError(f"column {series.name!r} holds dates or durations, not numbers or categories")
+    if ptypes.is_float_dtype(dtype):
+        return "numerical"
+    if ptypes.is_integer_dtype(dtype):
+        return "categorical" if series.nunique() <= INTEGER_CARDINALITY_LIMIT else "numerical"
+    if ptypes.is_string_dtype(dtype) and not ptypes.is_object_dtype(dtype):
+        return "categorical"
+    # object: evidently looks at the first and last non-null value.
+    values = series.dropna()
+    if values.empty:
+        return None
+    first, last = values.iloc[0], values.iloc[-1]
+    if isinstance(first, str) and isinstance(last, str):
+        return "categorical"
+    # Evidently leaves other object columns Unknown (no drift). Plain numbers are treated as numbers;
+    # anything mixed is compared as categories, which works for any hashable value.
+    if all(_is_real_number(v) for v in values):
+        return _infer_one(pd.to_numeric(values))
+    return "categorical"
+
+
+def _is_real_number(value: object) -> bool:
+    numeric = isinstance(value, int | float | np.integer | np.floating)
+    return numeric and not isinstance(value, bool | np.bool_)
+
+
+def infer_kind(reference: pd.Series, current: pd.Series | None = None) -> ColumnKind:
+    """The kind evidently 0.7 infers when no data definition is given.
+
+    Evidently infers from the current dataset, so ``current`` decides when given (and has values to
+    look at); the reference decides otherwise.
+    """
+    for series in (current, reference):
+        if series is not None:
+            kind = _infer_one(series)
+            if kind is not None:
+                return kind
+    return "categorical"
+
+
+# --- cleaning a column into a sample ---------------------------------------------------------------------
+
+
+def _numeric_sample(series: pd.Series) -> NumericSample:
+    dtype = series.dtype
+    if ptypes.is_datetime64_any_dtype(dtype) or ptypes.is_timedelta64_dtype(dtype):
+        raise MetricInputError(f"column {series.name!r} holds dates or durations, not numbers")
+    if isinstance(dtype, pd.CategoricalDtype):
+        series = series.astype(object)
+        dtype = series.dtype
+    if ptypes.is_bool_dtype(dtype):
+        # Evidently cannot bin booleans as numbers; 0/1 is the only sensible reading.
+        return NumericSample.from_values(series.to_numpy(dtype=np.float64, na_value=np.nan), integer=True)
+    if ptypes.is_numeric_dtype(dtype):
+        arr = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        return NumericSample.from_values(arr, integer=ptypes.is_integer_dtype(dtype))
+    values = series.dropna()
+    if not all(_is_real_number(v) for v in values):
+        raise MetricInputError(f"column {series.name!r} is numerical but holds non-numeric values")
+    converted = pd.to_numeric(values)
+    return NumericSample.from_values(
+        converted.to_numpy(dtype=np.float64), integer=ptypes.is_integer_dtype(converted.dtype)
+    )
+
+
+def _is_infinite(key: Hashable) -> bool:
+    return isinstance(key, float | np.floating) and math.isinf(key)
+
+
+def _count_sample(series: pd.Series) -> CountSample:
+    try:
+        counts = series.value_counts(dropna=True, sort=False)
+    except TypeError as exc:
+        raise MetricInputError(f"column {series.name!r} holds values that cannot be counted: {exc}") from exc
+    # Category dtype lists unobserved categories with zero counts; evidently only sees observed values.
+    counts = counts[counts.to_numpy() > 0]
+    keys = counts.index.tolist()
+    values = counts.to_numpy(dtype=np.int64)
+    if any(_is_infinite(k) for k in keys):
+        keep = [not _is_infinite(k) for k in keys]
+        keys = [k for k, ok in zip(keys, keep, strict=True) if ok]
+        values = values[np.asarray(keep, dtype=bool)]
+    return CountSample(keys, values)
+
+
+def _sample(series: pd.Series, kind: ColumnKind) -> Sample:
+    return _numeric_sample(series) if kind == "numerical" else _count_sample(series)
+
+
+# --- judging one column ----------------------------------------------------------------------------------
+
+
+def _check_kind(column: str, kind: str) -> ColumnKind:
+    for known in _KINDS:
+        if kind == known:
+            return known
+    raise MetricInputError(f"column {column!r}: kind must be 'numerical' or 'categorical', not {kind!r}")
+
+
+def _resolve_test(method: str, kind: ColumnKind) -> StatTest | None:
+    """The named test, validated against the kind; None for ``auto`` (decided once data is seen)."""
+    if method == "auto":
+        return None
+    return stattests.get_stattest(method, kind)
+
+
+def _judge(
+    column: str, kind: ColumnKind, ref: Sample, cur: Sample, method: str, threshold: float | None
+) -> ColumnDrift:
+    named = _resolve_test(method, kind)
+    if ref.n == 0 or cur.n == 0 or (named is not None and min(ref.n, cur.n) < named.min_rows):
+        return _insufficient(column, kind, named, threshold, ref.n, cur.n)
+    pair = SamplePair(ref, cur, kind)
+    test = named if named is not None else stattests.default_stattest(pair)
+    if min(ref.n, cur.n) < test.min_rows:
+        return _insufficient(column, kind, test, threshold, ref.n, cur.n)
+    actual = test.default_threshold if threshold is None else float(threshold)
+    score = float(test.compute(pair))
+    return ColumnDrift(
+        column=column,
+        kind=kind,
+        method=test.name,
+        score=score,
+        threshold=actual,
+        drifted=test.drifted(score, actual),
+        is_p_value=test.is_p_value,
+        reference_rows=ref.n,
+        current_rows=cur.n,
+    )
+
+
+def _insufficient(
+    column: str, kind: ColumnKind, test: StatTest | None, threshold: float | None, ref_n: int, cur_n: int
+) -> ColumnDrift:
+    default = test.default_threshold if test is not None else math.nan
+    actual = float(threshold) if threshold is not None else default
+    return ColumnDrift(
+        column=column,
+        kind=kind,
+        method=test.name if test is not None else "auto",
+        score=math.nan,
+        threshold=actual,
+        drifted=False,
+        is_p_value=test.is_p_value if test is not None else False,
+        reference_rows=ref_n,
+        current_rows=cur_n,
+        status="insufficient_data",
+    )
+
+
+def _apply_fdr(columns: list[ColumnDrift], alpha: float) -> list[ColumnDrift]:
+    """Benjamini-Hochberg over the judged p-value columns, as one critical value (see the module doc)."""
+    idx = [
+        i for i, c in enumerate(columns) if c.is_p_value and c.status == "ok" and math.isfinite(c.score)
+    ]
+    if not idx:
+        return columns
+    m = len(idx)
+    pvalues = np.sort(np.array([columns[i].score for i in idx]))
+    passing = np.flatnonzero(pvalues <= np.arange(1, m + 1) * alpha / m)
+    k = int(passing[-1]) + 1 if passing.size else 0
+    cutoff = max(k, 1) * alpha / m
+    out = list(columns)
+    for i in idx:
+        c = out[i]
+        out[i] = replace(c, threshold=cutoff, drifted=bool(k > 0 and c.score <= cutoff))
+    return out
+
+
+def _summarise(columns: list[ColumnDrift], spec: DriftSpec) -> DatasetDrift:
+    if spec.fdr_alpha is not None:
+        columns = _apply_fdr(columns, spec.fdr_alpha)
+    judged = [c for c in columns if c.status == "ok"]
+    drifted = sum(1 for c in judged if c.drifted)
+    share = drifted / len(judged) if judged else 0.0
+    return DatasetDrift(
+        columns=columns,
+        drifted_count=drifted,
+        share=share,
+        dataset_drift=bool(judged) and share >= spec.drift_share,
+        drift_share=spec.drift_share,
+    )
+
+
+# --- public API ------------------------------------------------------------------------------------------
+
+
+def column_drift(
+    reference: pd.Series,
+    current: pd.Series,
+    *,
+    column: str | None = None,
+    kind: ColumnKind | None = None,
+    method: str = "auto",
+    threshold: float | None = None,
+) -> ColumnDrift:
+    """Drift of one column between ``reference`` and ``current``."""
+    name = column if column is not None else str(reference.name if reference.name is not None else "value")
+    resolved = _check_kind(name, kind) if kind is not None else infer_kind(reference, current)
+    _resolve_test(method, resolved)
+    return _judge(name, resolved, _sample(reference, resolved), _sample(current, resolved), method, threshold)
+
+
+def _require_columns(frame: pd.DataFrame, columns: Sequence[str], side: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise MetricInputError(f"{side} data has no column {missing[0]!r}")
+
+
+def dataset_drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    *,
+    columns: Sequence[str],
+    kinds: Mapping[str, ColumnKind] | None = None,
+    spec: DriftSpec = DriftSpec(),
+) -> DatasetDrift:
+    """Drift of every column in ``columns`` and evidently's dataset verdict."""
+    _require_columns(reference, columns, "reference")
+    _require_columns(current, columns, "current")
+    given = dict(kinds or {})
+    resolved = {
+        c: _check_kind(c, given[c]) if c in given else infer_kind(reference[c], current[c]) for c in columns
+    }
+    prepared = PreparedReference.prepare(reference, columns=columns, kinds=resolved)
+    return prepared.compare(current, spec)
+
+
+def _canonical_key(key: Hashable) -> str:
+    """A text form of a category value that is the same in every process (unlike ``hash`` of a str)."""
+    if isinstance(key, bool | np.bool_):
+        return f"b:{bool(key)}"
+    if isinstance(key, int | np.integer):
+        return f"i:{int(key)}"
+    if isinstance(key, float | np.floating):
+        as_float = float(key)
+        return f"i:{int(as_float)}" if as_float.is_integer() else f"f:{as_float.hex()}"
+    if isinstance(key, str):
+        return f"s:{key}"
+    return f"r:{type(key).__name__}:{key!r}"
+
+
+def _digest(columns: Sequence[str], kinds: Mapping[str, ColumnKind], samples: Mapping[str, Sample]) -> str:
+    h = hashlib.sha256(b"aims-agent drift reference v1\n")
+    for column in columns:
+        sample = samples[column]
+        h.update(json.dumps([column, kinds[column]]).encode())
+        if isinstance(sample, NumericSample):
+            h.update(b"numerical" + (b"int" if sample.integer else b"float"))
+            h.update(np.int64(sample.n).tobytes())
+            # +0.0 folds -0.0 into 0.0 so equal multisets hash equally whatever their order.
+            h.update((sample.values + 0.0).astype("<f8").tobytes())
+        else:
+            entries = sorted(
+                (_canonical_key(k), int(c)) for k, c in zip(sample.keys, sample.counts.tolist(), strict=True)
+            )
+            h.update(json.dumps(entries).encode())
+    return h.hexdigest()
+
+
+class PreparedReference:
+    """Reference prepared once per snapshot (sorted numeric arrays, category counts, unique sets).
+
+    Reused for every window compared against that snapshot.
+    """
+
+    def __init__(
+        self, columns: list[str], kinds: dict[str, ColumnKind], rows: int, samples: dict[str, Sample]
+    ) -> None:
+        self.columns = columns
+        self.kinds = kinds
+        self.rows = rows
+        self._samples = samples
+        self.digest = _digest(columns, kinds, samples)
+
+    @classmethod
+    def prepare(
+        cls,
+        reference: pd.DataFrame,
+        *,
+        columns: Sequence[str],
+        kinds: Mapping[str, ColumnKind] | None = None,
+    ) -> PreparedReference:
+        """Sort and count ``reference`` once; kinds not given are inferred from the reference alone."""
+        _require_columns(reference, columns, "reference")
+        given = dict(kinds or {})
+        resolved = {
+            c: _check_kind(c, given[c]) if c in given else infer_kind(reference[c]) for c in columns
+        }
+        samples = {c: _sample(reference[c], resolved[c]) for c in columns}
+        return cls(list(columns), resolved, len(reference), samples)
+
+    def sample(self, column: str) -> Sample:
+        """The prepared reference sample of ``column`` (sorted values or counts)."""
+        return self._samples[column]
+
+    def compare(
+        self,
+        current: pd.DataFrame,
+        spec: DriftSpec = DriftSpec(),
+    ) -> DatasetDrift:
+        """Drift of ``current`` against this reference, column by column, and the dataset verdict."""
+        _require_columns(current, self.columns, "current")
+        plan = []
+        for column in self.columns:
+            kind = self.kinds[column]
+            method = spec.per_column_method.get(column, spec.method)
+            _resolve_test(method, kind)  # fail on configuration before any work
+            threshold = spec.per_column_threshold.get(column, spec.threshold)
+            plan.append((column, kind, method, threshold))
+
+        def run(step: tuple[str, ColumnKind, str, float | None]) -> ColumnDrift:
+            column, kind, method, threshold = step
+            return _judge(column, kind, self._samples[column], _sample(current[column], kind), method, threshold)
+
+        workers = min(len(plan), os.cpu_count() or 1)
+        if workers > 1 and len(current) * len(plan) >= _PARALLEL_MIN_CELLS:
+            # Sorting, merging and counting release the GIL, so columns overlap on the available cores.
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                results = list(pool.map(run, plan))
+        else:
+            results = [run(step) for step in plan]
+        return _summarise(results, spec)

@@ -1,0 +1,139 @@
+"""The one place that talks to evidently (0.7 API): its drift verdicts and HTML, for tests and reports.
+
+evidently is imported inside the functions: it is heavy, and its API moves between releases, so
+nothing else in aims-agent imports it and importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from config.errors import MetricInputError
+from metrics.stattests import ColumnKind
+
+ColumnVerdict = tuple[str, float, bool]
+
+
+def _data_definition(columns: Sequence[str], kinds: Mapping[str, ColumnKind] | None) -> Any:
+    from evidently import DataDefinition
+
+    if kinds is None:
+        return None
+    return DataDefinition(
+        numerical_columns=[c for c in columns if kinds.get(c) == "numerical"],
+        categorical_columns=[c for c in columns if kinds.get(c) == "categorical"],
+    )
+
+
+def _name_by_display_name() -> dict[str, str]:
+    """Evidently reports an auto-chosen test by its display name; map it back to the registered name."""
+    from evidently.legacy.calculations import stattests
+
+    names: dict[str, str] = {}
+    for attr in stattests.__all__:
+        obj = getattr(stattests, attr)
+        if isinstance(obj, stattests.StatTest):
+            names[obj.display_name] = obj.name
+    return names
+
+
+def _run(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    columns: Sequence[str],
+    kinds: Mapping[str, ColumnKind] | None,
+    method: str | Mapping[str, str] | None,
+    threshold: float | Mapping[str, float] | None,
+    drift_share: float = 0.5,
+) -> Any:
+    from evidently import Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    definition = _data_definition(columns, kinds)
+    cols = list(columns)
+    ref = Dataset.from_pandas(reference[cols], data_definition=definition)
+    cur = Dataset.from_pandas(current[cols], data_definition=definition)
+    preset = DataDriftPreset(
+        columns=cols,
+        drift_share=drift_share,
+        method=method if isinstance(method, str) else None,
+        per_column_method=dict(method) if isinstance(method, Mapping) else None,
+        threshold=threshold if isinstance(threshold, float | int) else None,
+        per_column_threshold=dict(threshold) if isinstance(threshold, Mapping) else None,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return Report([preset], include_tests=True).run(cur, ref)
+        except ValueError as exc:
+            raise MetricInputError(f"evidently could not compute drift: {exc}") from exc
+
+
+def evidently_column_drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    columns: Sequence[str],
+    kinds: Mapping[str, ColumnKind] | None,
+    method: str | Mapping[str, str] | None = None,
+    threshold: float | Mapping[str, float] | None = None,
+) -> dict[str, ColumnVerdict]:
+    """Evidently 0.7 DataDriftPreset's verdict per column: (stattest name, score, drifted).
+
+    ``kinds=None`` lets evidently infer column types; ``method``/``threshold`` may be one value for
+    every column or a mapping per column (None: evidently's defaults).
+    """
+    snapshot = _run(reference, current, columns, kinds, method, threshold)
+    return _verdicts(snapshot)
+
+
+def _verdicts(snapshot: Any) -> dict[str, ColumnVerdict]:
+    names = _name_by_display_name()
+    report = snapshot.dict()
+    status_by_column: dict[str, bool] = {}
+    for test in report["tests"]:
+        prefix = "Value Drift for column "
+        if test["name"].startswith(prefix):
+            status_by_column[test["name"][len(prefix) :]] = test["status"] == "FAIL"
+    result: dict[str, ColumnVerdict] = {}
+    for metric in report["metrics"]:
+        config = metric["config"]
+        if not config["type"].endswith("ValueDrift"):
+            continue
+        column = config["column"]
+        raw_method = config["method"]
+        result[column] = (names.get(raw_method, raw_method), float(metric["value"]), status_by_column[column])
+    return result
+
+
+def evidently_dataset_drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    columns: Sequence[str],
+    kinds: Mapping[str, ColumnKind] | None,
+    drift_share: float = 0.5,
+) -> tuple[int, float, bool]:
+    """Evidently's dataset verdict: (drifted column count, drifted share, dataset drift)."""
+    snapshot = _run(reference, current, columns, kinds, None, None, drift_share)
+    report = snapshot.dict()
+    for metric in report["metrics"]:
+        if metric["config"]["type"].endswith("DriftedColumnsCount"):
+            count, share = int(metric["value"]["count"]), float(metric["value"]["share"])
+            # DriftedColumnsCount's own test passes while share < drift_share.
+            return count, share, share >= drift_share
+    raise MetricInputError("evidently returned no DriftedColumnsCount")
+
+
+def evidently_html_report(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    columns: Sequence[str],
+    kinds: Mapping[str, ColumnKind] | None,
+) -> str:
+    """Evidently's own HTML drift report (self-contained) for embedding in an evidence pack."""
+    snapshot = _run(reference, current, columns, kinds, None, None)
+    html: str = snapshot.get_html_str(as_iframe=False)
+    return html

@@ -1,0 +1,707 @@
+"""Two-sample drift tests and distances under evidently's stattest names, computed with numpy/scipy.
+
+Each registered :class:`StatTest` reproduces evidently 0.7's definition of the same name: the same
+binning, the same default threshold and the same comparison (``<``, ``<=``, ``>=`` or ``>``). The
+inputs are :class:`NumericSample` (sorted finite values) and :class:`CountSample` (value counts),
+so a reference can be prepared once and compared with many windows: the sorted reference is merged
+with each sorted window in one pass, and categorical tests only ever see counts.
+
+Deliberate differences from evidently, where evidently raises or is non-deterministic:
+
+* ``g_test`` scales the expected counts to the current size, as ``chisquare`` does; evidently passes
+  raw reference counts, which scipy rejects unless both sides have the same size (when they do, the
+  two agree exactly).
+* ``fisher_exact`` accepts sides of different sizes (evidently requires equal lengths, which the test
+  itself does not need).
+* ``empirical_mmd`` draws its 100 permutations from ``RandomState(0)`` instead of the global numpy
+  generator, and compares at most :data:`MMD_MAX_PER_SIDE` values per side (a seeded subsample above
+  that), because the kernel matrix is quadratic in the sample size.
+* ``TVD`` draws its 1000 permutations from ``RandomState(0)`` without touching global numpy state
+  (evidently seeds the global generator with 0, which yields the same stream).
+* Tests that are undefined on the given values (for example Anderson-Darling on one repeated value)
+  return ``nan`` instead of raising; ``nan`` never counts as drift.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from config.errors import MetricInputError
+
+ColumnKind = Literal["numerical", "categorical"]
+Comparison = Literal["<", "<=", ">", ">="]
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+#: scipy's ``ks_2samp`` computes the exact distribution up to this sample size (method="auto").
+KS_EXACT_MAX_N = 10_000
+#: Above this many values per side, ``empirical_mmd`` compares a seeded subsample of each side.
+MMD_MAX_PER_SIDE = 1000
+#: Permutations evidently uses for ``TVD`` and ``empirical_mmd``.
+TVD_PERMUTATIONS = 1000
+MMD_PERMUTATIONS = 100
+
+
+class NumericSample:
+    """Finite values of one side of a numerical column, sorted ascending.
+
+    ``integer`` records that the values came from an integer column: numpy's Sturges binning, which
+    evidently uses, widens bins to at least 1 for integer data.
+    """
+
+    def __init__(self, sorted_values: FloatArray, *, integer: bool = False) -> None:
+        self.values = sorted_values
+        self.integer = integer
+        self.n = int(sorted_values.size)
+
+    @classmethod
+    def from_values(cls, values: npt.ArrayLike, *, integer: bool = False) -> NumericSample:
+        arr = np.asarray(values, dtype=np.float64)
+        arr = arr[np.isfinite(arr)]
+        arr.sort(kind="quicksort")
+        return cls(arr, integer=integer)
+
+    @cached_property
+    def std(self) -> float:
+        """Population standard deviation (``np.std``), the norm of evidently's Wasserstein distance."""
+        return float(np.std(self.values)) if self.n else math.nan
+
+    @cached_property
+    def unique_counts(self) -> tuple[FloatArray, IntArray]:
+        """Distinct values (ascending) and how often each occurs, from the sorted values in O(n)."""
+        v = self.values
+        if v.size == 0:
+            return v, np.zeros(0, dtype=np.int64)
+        starts = np.flatnonzero(np.concatenate(([True], v[1:] != v[:-1])))
+        counts = np.diff(np.append(starts, v.size)).astype(np.int64)
+        return v[starts], counts
+
+    @property
+    def nunique(self) -> int:
+        return int(self.unique_counts[0].size)
+
+
+class CountSample:
+    """Value counts of one side of a column (categorical, or a numerical column seen as categories)."""
+
+    def __init__(self, keys: Sequence[Hashable], counts: npt.ArrayLike) -> None:
+        self.keys: list[Hashable] = list(keys)
+        self.counts: IntArray = np.asarray(counts, dtype=np.int64)
+        self.n = int(self.counts.sum())
+        self.index: dict[Hashable, int] = {k: i for i, k in enumerate(self.keys)}
+
+    @property
+    def nunique(self) -> int:
+        return len(self.keys)
+
+
+Sample = NumericSample | CountSample
+
+
+def _sort_keys(keys: list[Hashable]) -> list[Hashable]:
+    """Sort category keys as evidently does; mixed types (where evidently raises) by type, then text."""
+    try:
+        return sorted(keys)  # type: ignore[type-var]
+    except TypeError:
+        return sorted(keys, key=lambda k: (type(k).__name__, str(k)))
+
+
+class SamplePair:
+    """A reference and a current sample of one column, with the joint views the tests share.
+
+    Everything is computed lazily and at most once, so running several tests on one pair costs
+    one merge and one count alignment.
+    """
+
+    def __init__(self, reference: Sample, current: Sample, kind: ColumnKind) -> None:
+        self.reference = reference
+        self.current = current
+        self.kind = kind
+
+    # -- counts -------------------------------------------------------------------------------------
+    @cached_property
+    def aligned_counts(self) -> tuple[list[Hashable], IntArray, IntArray]:
+        """Union of observed values (reference order first), with each side's count per value."""
+        ref, cur = self.reference, self.current
+        if isinstance(ref, NumericSample) and isinstance(cur, NumericSample):
+            rk, rc = ref.unique_counts
+            ck, cc = cur.unique_counts
+            keys = np.union1d(rk, ck)
+            ref_counts = np.zeros(keys.size, dtype=np.int64)
+            cur_counts = np.zeros(keys.size, dtype=np.int64)
+            ref_counts[np.searchsorted(keys, rk)] = rc
+            cur_counts[np.searchsorted(keys, ck)] = cc
+            return list(keys.tolist()), ref_counts, cur_counts
+        rs, cs = as_counts(ref), as_counts(cur)
+        keys_list = list(rs.keys)
+        extra = [k for k in cs.keys if k not in rs.index]
+        keys_list.extend(extra)
+        ref_counts = np.zeros(len(keys_list), dtype=np.int64)
+        ref_counts[: len(rs.keys)] = rs.counts
+        cur_counts = np.zeros(len(keys_list), dtype=np.int64)
+        position = {k: i for i, k in enumerate(keys_list)}
+        for key, count in zip(cs.keys, cs.counts.tolist(), strict=True):
+            cur_counts[position[key]] += count
+        return keys_list, ref_counts, cur_counts
+
+    @cached_property
+    def n_unique(self) -> int:
+        """Distinct values over reference and current together (evidently's ``concat(...).nunique()``)."""
+        return len(self.aligned_counts[0])
+
+    def n_unique_at_most(self, limit: int) -> int:
+        """``n_unique`` when it is <= ``limit``, otherwise some number above it (cheap for big columns)."""
+        ref, cur = self.reference, self.current
+        if isinstance(ref, NumericSample) and isinstance(cur, NumericSample):
+            if ref.nunique > limit:
+                return ref.nunique
+            # The current side may have a million distinct values; count them without a union first.
+            if cur.nunique > limit:
+                return cur.nunique
+        return self.n_unique
+
+    # -- numeric merge --------------------------------------------------------------------------------
+    @cached_property
+    def merged(self) -> tuple[FloatArray, npt.NDArray[np.signedinteger[Any]]]:
+        """Both sorted samples merged: the values, and how many current values are at or before each.
+
+        The number of reference values at or before position k is then ``k + 1 - cur_upto[k]``.
+        """
+        r, c = _numeric(self.reference).values, _numeric(self.current).values
+        total = r.size + c.size
+        pos_c = np.searchsorted(r, c, side="right")
+        pos_c += np.arange(c.size, dtype=pos_c.dtype)
+        is_cur = np.zeros(total, dtype=bool)
+        is_cur[pos_c] = True
+        merged = np.empty(total, dtype=np.float64)
+        merged[pos_c] = c
+        merged[~is_cur] = r
+        count_type = np.int32 if total < 2**31 else np.int64
+        return merged, np.cumsum(is_cur, dtype=count_type)
+
+    def cdf_gap_integral(self, power: int) -> float:
+        """Integral of |F_ref - F_cur|^power over the merged support (scipy's ``_cdf_distance``, no root).
+
+        Inside a run of tied values the running counts are not yet the right-continuous CDF, but the
+        width there is exactly zero, so those terms vanish as they do in scipy.
+        """
+        merged, cur_upto = self.merged
+        n, m = self.reference.n, self.current.n
+        # F_ref - F_cur at position k is (k + 1 - cur_upto[k]) / n - cur_upto[k] / m, built in place
+        # because these arrays are as long as both samples together.
+        gap = cur_upto[:-1].astype(np.float64)
+        gap *= -(1.0 / n + 1.0 / m)
+        steps = np.arange(1, merged.size, dtype=np.float64)
+        steps /= n
+        gap += steps
+        del steps
+        np.abs(gap, out=gap)
+        if power == 2:
+            np.square(gap, out=gap)
+        return float(np.dot(gap, np.diff(merged)))
+
+    def quantile_gap_integral(self) -> float:
+        """First Wasserstein distance as the integral of |Q_ref(q) - Q_cur(q)| over q in [0, 1].
+
+        Equal to scipy's CDF-based ``wasserstein_distance`` (in one dimension the two integrals are the
+        same area), but the breakpoints i/n and j/m of both quantile functions merge by arithmetic, so no
+        value has to be searched for: one sorted window costs a few linear passes.
+        """
+        r, c = _numeric(self.reference).values, _numeric(self.current).values
+        n, m = r.size, c.size
+        i = np.arange(n, dtype=np.int64)
+        j = np.arange(m, dtype=np.int64)
+        # In units of 1/(n*m), reference breakpoints are i*m and current ones j*n. Where they coincide
+        # the reference one goes first, leaving a zero-length segment.
+        breaks = np.empty(n + m + 1, dtype=np.int64)
+        breaks[i + (i * m + n - 1) // n] = i * m
+        breaks[j + (j * n) // m + 1] = j * n
+        breaks[-1] = n * m
+        starts = breaks[:-1]
+        gap = r[starts // m] - c[starts // n]
+        np.abs(gap, out=gap)
+        return float(np.dot(gap, np.diff(breaks).astype(np.float64))) / (n * m)
+
+    @cached_property
+    def ks_statistic(self) -> float:
+        """Two-sided K-S statistic, bit-for-bit as scipy's ``ks_2samp`` computes it."""
+        merged, cur_upto = self.merged
+        n, m = self.reference.n, self.current.n
+        run_end = np.flatnonzero(np.append(merged[1:] != merged[:-1], True))
+        cur_at = cur_upto[run_end].astype(np.int64)
+        diffs = (run_end + 1 - cur_at) / n - cur_at / m
+        max_s = float(diffs.max())
+        min_s = float(np.clip(-diffs.min(), 0, 1))
+        return min_s if min_s > max_s else max_s
+
+
+def _numeric(sample: Sample) -> NumericSample:
+    if not isinstance(sample, NumericSample):
+        raise MetricInputError("this test needs numerical values")
+    return sample
+
+
+def as_counts(sample: Sample) -> CountSample:
+    if isinstance(sample, CountSample):
+        return sample
+    keys, counts = sample.unique_counts
+    return CountSample(keys.tolist(), counts)
+
+
+# --- binning shared by jensenshannon, psi and kl_div (evidently's get_binned_data) -----------------------
+
+
+def sturges_edges(lo: float, hi: float, size: int, *, integer: bool) -> FloatArray:
+    """``np.histogram_bin_edges(data, bins="sturges")`` from the data's min, max, size and integer-ness."""
+    first, last = lo, hi
+    if first == last:
+        first, last = first - 0.5, last + 0.5
+    width = (hi - lo) / (np.log2(size) + 1.0)
+    if width:
+        if integer and width < 1:
+            width = 1.0
+        n_bins = int(np.ceil((last - first) / width))
+    else:
+        n_bins = 1
+    return np.linspace(first, last, n_bins + 1, endpoint=True, dtype=np.float64)
+
+
+def histogram_counts(sorted_values: FloatArray, edges: FloatArray) -> IntArray:
+    """``np.histogram(values, edges)[0]`` for already sorted values (last bin closed, as numpy does)."""
+    cum = np.concatenate(
+        (
+            np.searchsorted(sorted_values, edges[:-1], side="left"),
+            np.searchsorted(sorted_values, edges[-1:], side="right"),
+        )
+    )
+    return np.diff(cum).astype(np.int64)
+
+
+def _fill_zeroes(percents: FloatArray) -> FloatArray:
+    nonzero_min = float(percents[percents != 0].min())
+    fill = nonzero_min / 10**6 if nonzero_min <= 0.0001 else 0.0001
+    out = percents.copy()
+    out[out == 0] = fill
+    return out
+
+
+def binned_percents(pair: SamplePair, *, fill_zeroes: bool) -> tuple[FloatArray, FloatArray]:
+    """Reference and current shares per bin, as evidently's ``get_binned_data`` (``n`` is unused there too).
+
+    Numerical columns with more than 20 distinct reference values use Sturges bins over both sides
+    together; everything else uses one bin per observed value.
+    """
+    ref, cur = pair.reference, pair.current
+    if pair.kind == "numerical" and isinstance(ref, NumericSample) and ref.nunique > 20:
+        cur_n = _numeric(cur)
+        lo = min(ref.values[0], cur_n.values[0])
+        hi = max(ref.values[-1], cur_n.values[-1])
+        edges = sturges_edges(lo, hi, ref.n + cur_n.n, integer=ref.integer and cur_n.integer)
+        ref_p = histogram_counts(ref.values, edges) / ref.n
+        cur_p = histogram_counts(cur_n.values, edges) / cur_n.n
+    else:
+        _, rc, cc = pair.aligned_counts
+        ref_p = rc / ref.n
+        cur_p = cc / cur.n
+    if fill_zeroes:
+        ref_p, cur_p = _fill_zeroes(ref_p), _fill_zeroes(cur_p)
+    return ref_p, cur_p
+
+
+# --- the tests ------------------------------------------------------------------------------------------
+
+
+def ks(pair: SamplePair) -> float:
+    from scipy import stats
+
+    ref, cur = _numeric(pair.reference), _numeric(pair.current)
+    if max(ref.n, cur.n) <= KS_EXACT_MAX_N:
+        # Small samples take scipy's exact path; calling it keeps its p-value bit-identical.
+        return float(stats.ks_2samp(ref.values, cur.values)[1])
+    m, n = sorted([float(ref.n), float(cur.n)], reverse=True)
+    en = m * n / (m + n)
+    prob = stats.kstwo.sf(pair.ks_statistic, np.round(en))
+    return float(np.clip(prob, 0, 1))
+
+
+def chisquare(pair: SamplePair) -> float:
+    from scipy import stats
+
+    _, rc, cc = pair.aligned_counts
+    k_norm = pair.current.n / pair.reference.n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # A value never seen in the reference has zero expected count: infinite statistic, p = 0.
+        return float(stats.chisquare(cc.astype(np.float64), rc * k_norm)[1])
+
+
+def z(pair: SamplePair) -> float:
+    from scipy.special import ndtr
+
+    keys, rc, cc = pair.aligned_counts
+    if len(keys) == 1:
+        return 1.0
+    first = _sort_keys(list(keys))[0]
+    i = keys.index(first)
+    n1, n2 = pair.reference.n, pair.current.n
+    # Evidently codes the smallest value as 0 and everything else as 1, then compares proportions.
+    p1 = float(n1 - int(rc[i])) / n1
+    p2 = float(n2 - int(cc[i])) / n2
+    pooled = float(p1 * n1 + p2 * n2) / (n1 + n2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z_stat = (p1 - p2) / np.sqrt(pooled * (1 - pooled) * (1.0 / n1 + 1.0 / n2))
+    return float(2 * (1 - ndtr(np.abs(z_stat))))
+
+
+def wasserstein(pair: SamplePair) -> float:
+    ref = _numeric(pair.reference)
+    norm = max(ref.std, 0.001)
+    return pair.quantile_gap_integral() / norm
+
+
+def energy_distance(pair: SamplePair) -> float:
+    return float(np.sqrt(2) * np.sqrt(pair.cdf_gap_integral(2)))
+
+
+def jensenshannon(pair: SamplePair) -> float:
+    from scipy.spatial import distance
+
+    ref_p, cur_p = binned_percents(pair, fill_zeroes=False)
+    return float(distance.jensenshannon(ref_p, cur_p))
+
+
+def psi(pair: SamplePair) -> float:
+    ref_p, cur_p = binned_percents(pair, fill_zeroes=True)
+    return float(np.sum((ref_p - cur_p) * np.log(ref_p / cur_p)))
+
+
+def kl_div(pair: SamplePair) -> float:
+    from scipy import stats
+
+    ref_p, cur_p = binned_percents(pair, fill_zeroes=True)
+    return float(stats.entropy(ref_p, cur_p))
+
+
+def hellinger(pair: SamplePair) -> float:
+    keys, rc, cc = pair.aligned_counts
+    total = 0.0
+    if pair.kind == "categorical" or not isinstance(pair.reference, NumericSample):
+        ref_p = rc / pair.reference.n
+        cur_p = cc / pair.current.n
+        for p1, p2 in zip(ref_p.tolist(), cur_p.tolist(), strict=True):
+            total += math.sqrt(p1 * p2)
+    else:
+        ref, cur = pair.reference, _numeric(pair.current)
+        # Evidently bins the distinct values (not the observations): Sturges over the union of values.
+        lo, hi = float(ref.values[0]), float(ref.values[-1])
+        lo, hi = min(lo, float(cur.values[0])), max(hi, float(cur.values[-1]))
+        edges = sturges_edges(lo, hi, len(keys), integer=ref.integer and cur.integer)
+        h1 = _density(histogram_counts(ref.values, edges), edges)
+        h2 = _density(histogram_counts(cur.values, edges), edges)
+        bin_width = (edges.max() - edges.min()) / (len(edges) - 1)
+        for p1, p2 in zip(h1.tolist(), h2.tolist(), strict=True):
+            total += math.sqrt(p1 * p2) * bin_width
+    total = float(np.clip(total, 0, 1))
+    return math.sqrt(1 - total)
+
+
+def _density(counts: IntArray, edges: FloatArray) -> FloatArray:
+    widths = np.diff(edges).astype(float)
+    result: FloatArray = counts / widths / counts.sum()
+    return result
+
+
+def anderson(pair: SamplePair) -> float:
+    from scipy import stats
+
+    ref, cur = _numeric(pair.reference), _numeric(pair.current)
+    try:
+        with warnings.catch_warnings():
+            # scipy warns that the p-value is capped to [0.001, 0.25]; evidently reports the capped value.
+            warnings.simplefilter("ignore")
+            return float(stats.anderson_ksamp([ref.values, cur.values])[2])
+    except ValueError:
+        # One repeated value on both sides: the statistic is undefined.
+        return math.nan
+
+
+def mannw(pair: SamplePair) -> float:
+    from scipy import stats
+
+    ref, cur = _numeric(pair.reference), _numeric(pair.current)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(stats.mannwhitneyu(x=ref.values, y=cur.values, alternative="less")[1])
+
+
+def t_test(pair: SamplePair) -> float:
+    from scipy import stats
+
+    ref, cur = _numeric(pair.reference), _numeric(pair.current)
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(stats.ttest_ind(ref.values, cur.values)[1])
+
+
+def epps_singleton(pair: SamplePair) -> float:
+    from scipy import stats
+
+    ref, cur = _numeric(pair.reference), _numeric(pair.current)
+    if stats.iqr(np.concatenate((ref.values, cur.values))) == 0:
+        return math.nan
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(stats.epps_singleton_2samp(ref.values, cur.values)[1])
+    except ValueError:
+        # scipy needs at least five values per side.
+        return math.nan
+
+
+def _cdf_cvm_inf(x: float) -> float:
+    """CDF of the limiting Cramer-von Mises distribution (Csorgo and Faraway 1996), as evidently sums it."""
+    from scipy.special import gammaln, kv
+
+    total = 0.0
+    k = 0
+    while True:
+        u = np.exp(gammaln(k + 0.5) - gammaln(k + 1)) / (np.pi**1.5 * np.sqrt(x))
+        y = 4 * k + 1
+        q = y**2 / (16 * x)
+        term = float(u * np.sqrt(y) * np.exp(-q) * kv(0.25, q))
+        total += term
+        if abs(term) < 1e-7:
+            return total
+        k += 1
+
+
+def _cvm_exact_pvalue(s: float, m: int, n: int) -> float:
+    """Exact two-sample Cramer-von Mises p-value (Xiao, Gordon and Yakovlev 2006), evidently's algorithm."""
+    lcm = int(np.lcm(m, n))
+    a = lcm // m
+    b = lcm // n
+    mn = m * n
+    zeta = lcm**2 * (m + n) * (6 * s - mn * (4 * mn - 1)) // (6 * mn**2)
+    zeta_bound = lcm**2 * (m + n)
+    combinations = math.factorial(m + n) / (math.factorial(m) * math.factorial(n))
+    dtype = np.min_scalar_type(max(zeta_bound, combinations))
+    gs = [np.array([[0], [1]], dtype=dtype)] + [np.empty((2, 0), dtype=dtype) for _ in range(m)]
+    for u in range(n + 1):
+        next_gs = []
+        tmp = np.empty((2, 0), dtype=dtype)
+        for v, g in enumerate(gs):
+            vi, i0, i1 = np.intersect1d(tmp[0], g[0], return_indices=True)
+            tmp = np.concatenate(
+                [np.stack([vi, tmp[1, i0] + g[1, i1]]), np.delete(tmp, i0, 1), np.delete(g, i1, 1)], 1
+            )
+            tmp[0] += (a * v - b * u) ** 2
+            next_gs.append(tmp)
+        gs = next_gs
+    value, freq = gs[m]
+    return float(np.sum(freq[value >= zeta]) / combinations)
+
+
+def cramer_von_mises(pair: SamplePair) -> float:
+    from scipy.stats import rankdata
+
+    xa, ya = _numeric(pair.reference).values, _numeric(pair.current).values
+    nx, ny = xa.size, ya.size
+    ranks = rankdata(np.concatenate([xa, ya]), method="average")
+    u = nx * np.sum((ranks[:nx] - np.arange(1, nx + 1)) ** 2)
+    u += ny * np.sum((ranks[nx:] - np.arange(1, ny + 1)) ** 2)
+    if max(nx, ny) <= 20:
+        return _cvm_exact_pvalue(float(u), nx, ny)
+    k, big_n = nx * ny, nx + ny
+    t = u / (k * big_n) - (4 * k - 1) / (6 * big_n)
+    et = (1 + 1 / big_n) / 6
+    vt = (big_n + 1.0) * (4 * k * big_n - 3 * (nx**2 + ny**2) - 2 * k)
+    vt = vt / (45 * big_n**2 * 4 * k)
+    tn = 1 / 6 + (t - et) / np.sqrt(45 * vt)
+    if tn < 0.003:
+        return 1.0
+    return float(max(0, 1.0 - _cdf_cvm_inf(float(tn))))
+
+
+def _category_codes(pair: SamplePair) -> tuple[IntArray, int]:
+    """Every observation of both sides as a category code, reference first (the pooled sample)."""
+    _, rc, cc = pair.aligned_counts
+    codes = np.arange(rc.size, dtype=np.int64)
+    pooled = np.concatenate((np.repeat(codes, rc), np.repeat(codes, cc)))
+    return pooled, int(rc.size)
+
+
+def tvd(pair: SamplePair) -> float:
+    _, rc, cc = pair.aligned_counts
+    n, m = pair.reference.n, pair.current.n
+
+    def distance(ref_counts: IntArray, cur_counts: IntArray) -> float:
+        return float(0.5 * np.sum(np.abs(ref_counts / n - cur_counts / m)))
+
+    observed = distance(rc, cc)
+    pooled, n_keys = _category_codes(pair)
+    total = rc + cc
+    rng = np.random.RandomState(0)  # evidently's seed(0) stream
+    hits = 0
+    for _ in range(TVD_PERMUTATIONS):
+        # np.random.choice(pool, n, replace=False) takes the first n of a permutation of the pool.
+        drawn = pooled[rng.permutation(pooled.size)[:n]]
+        ref_counts = np.bincount(drawn, minlength=n_keys).astype(np.int64)
+        if observed <= abs(distance(ref_counts, total - ref_counts)):
+            hits += 1
+    return hits / TVD_PERMUTATIONS
+
+
+def _mmd_side(values: FloatArray, seed: int) -> FloatArray:
+    if values.size <= MMD_MAX_PER_SIDE:
+        return values
+    rng = np.random.RandomState(seed)
+    return np.sort(rng.choice(values, MMD_MAX_PER_SIDE, replace=False))
+
+
+def empirical_mmd(pair: SamplePair) -> float:
+    x = _mmd_side(_numeric(pair.reference).values, 1).reshape(-1, 1)
+    y = _mmd_side(_numeric(pair.current).values, 2).reshape(-1, 1)
+    nx, ny = x.shape[0], y.shape[0]
+
+    def sq_dist(a: FloatArray, b: FloatArray) -> FloatArray:
+        result: FloatArray = (b**2).T - 2 * np.dot(a, b.T) + a**2
+        return result
+
+    dxx = sq_dist(x, x)
+    sigma = (0.5 * np.percentile(dxx.ravel(), 50, method="nearest")) ** 0.5
+    if sigma == 0:
+        sigma = 0.5**0.5
+    gamma = 1.0 / (2.0 * float(sigma) ** 2)
+    kxy = np.exp(-gamma * sq_dist(x, y))
+    kernel = np.block([[np.exp(-gamma * dxx), kxy], [kxy.T, np.exp(-gamma * sq_dist(y, y))]])
+    np.fill_diagonal(kernel, 0.0)
+    a = 1 / (nx * (nx - 1))
+    b = 1 / (ny * (ny - 1))
+    observed = a * kernel[:nx, :nx].sum() + b * kernel[nx:, nx:].sum() - 2.0 * kernel[nx:, :nx].mean()
+
+    # Each permutation's statistic is a quadratic form in the indicator of the permuted x-block,
+    # so all of them come from one matrix product instead of 100 reindexed copies of the matrix.
+    rng = np.random.RandomState(0)
+    big_n = nx + ny
+    ind = np.zeros((big_n, MMD_PERMUTATIONS))
+    for j in range(MMD_PERMUTATIONS):
+        ind[rng.permutation(big_n)[:nx], j] = 1.0
+    k_ind = kernel @ ind
+    row_sums = kernel.sum(axis=1)
+    total = float(row_sums.sum())
+    xx = np.einsum("ij,ij->j", ind, k_ind)
+    x_all = ind.T @ row_sums
+    xy = x_all - xx
+    yy = total - 2 * x_all + xx
+    permuted = a * xx + b * yy - 2.0 * xy / (nx * ny)
+    return float(np.mean(observed <= permuted))
+
+
+def fisher_exact(pair: SamplePair) -> float:
+    from scipy import stats
+
+    keys, rc, cc = pair.aligned_counts
+    if len(keys) > 2:
+        raise MetricInputError(f"fisher_exact needs a binary column, found {len(keys)} distinct values")
+    # With a single observed value the second category is empty; the two-sided p-value does not
+    # depend on which value is called "one".
+    ref_one, cur_one = int(rc[0]), int(cc[0])
+    table = np.array([[cur_one, pair.current.n - cur_one], [ref_one, pair.reference.n - ref_one]])
+    return float(stats.fisher_exact(table)[1])
+
+
+def g_test(pair: SamplePair) -> float:
+    from scipy import stats
+
+    _, rc, cc = pair.aligned_counts
+    expected = rc * (pair.current.n / pair.reference.n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(stats.power_divergence(cc.astype(np.float64), expected, lambda_="log-likelihood")[1])
+
+
+# --- registry -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatTest:
+    """One drift test or distance under its evidently name, with evidently's default threshold and rule."""
+
+    name: str
+    kinds: frozenset[ColumnKind]
+    default_threshold: float
+    is_p_value: bool
+    drift_when: Comparison
+    compute: Callable[[SamplePair], float]
+    min_rows: int = 1
+
+    def drifted(self, score: float, threshold: float) -> bool:
+        """Evidently's verdict for this test; ``nan`` never drifts (every comparison with it is false)."""
+        if self.drift_when == "<":
+            return bool(score < threshold)
+        if self.drift_when == "<=":
+            return bool(score <= threshold)
+        if self.drift_when == ">=":
+            return bool(score >= threshold)
+        return bool(score > threshold)
+
+
+_NUM: frozenset[ColumnKind] = frozenset({"numerical"})
+_CAT: frozenset[ColumnKind] = frozenset({"categorical"})
+_BOTH: frozenset[ColumnKind] = frozenset({"numerical", "categorical"})
+
+REGISTRY: dict[str, StatTest] = {
+    t.name: t
+    for t in (
+        StatTest("ks", _NUM, 0.05, True, "<=", ks),
+        StatTest("chisquare", _CAT, 0.05, True, "<", chisquare),
+        StatTest("z", _CAT, 0.05, True, "<", z),
+        StatTest("wasserstein", _NUM, 0.1, False, ">=", wasserstein),
+        StatTest("jensenshannon", _BOTH, 0.1, False, ">=", jensenshannon),
+        StatTest("psi", _BOTH, 0.1, False, ">=", psi),
+        StatTest("kl_div", _BOTH, 0.1, False, ">=", kl_div),
+        StatTest("hellinger", _BOTH, 0.1, False, ">=", hellinger),
+        StatTest("anderson", _NUM, 0.1, True, "<", anderson),
+        StatTest("cramer_von_mises", _NUM, 0.1, True, "<=", cramer_von_mises, min_rows=2),
+        StatTest("mannw", _NUM, 0.05, True, "<", mannw),
+        StatTest("t_test", _NUM, 0.05, True, "<", t_test),
+        StatTest("es", _NUM, 0.05, True, "<", epps_singleton),
+        StatTest("ed", _NUM, 0.1, False, ">", energy_distance),
+        StatTest("empirical_mmd", _NUM, 0.1, True, "<", empirical_mmd, min_rows=2),
+        StatTest("TVD", _CAT, 0.1, True, "<", tvd),
+        StatTest("fisher_exact", _CAT, 0.1, True, "<", fisher_exact),
+        StatTest("g_test", _CAT, 0.1, True, "<", g_test),
+    )
+}
+
+
+def get_stattest(name: str, kind: ColumnKind) -> StatTest:
+    """The registered test ``name``; ``MetricInputError`` if unknown or not applicable to ``kind``."""
+    test = REGISTRY.get(name)
+    if test is None:
+        raise MetricInputError(f"unknown drift method {name!r}; available: {', '.join(sorted(REGISTRY))}")
+    if kind not in test.kinds:
+        raise MetricInputError(f"drift method {name!r} does not apply to {kind} columns")
+    return test
+
+
+def default_stattest(pair: SamplePair) -> StatTest:
+    """Evidently 0.7's default choice (``_get_default_stattest``) for numerical and categorical columns.
+
+    Reference larger than 1000 values: Wasserstein for numerical columns with more than 5 distinct
+    values over both sides, Jensen-Shannon otherwise. Up to 1000: K-S for numerical columns with more
+    than 5 distinct values, chi-square for 3+ and the Z-test for at most 2.
+    """
+    few = pair.n_unique_at_most(5) <= 5
+    if pair.reference.n > 1000:
+        if pair.kind == "numerical" and not few:
+            return REGISTRY["wasserstein"]
+        return REGISTRY["jensenshannon"]
+    if pair.kind == "numerical" and not few:
+        return REGISTRY["ks"]
+    return REGISTRY["chisquare"] if pair.n_unique > 2 else REGISTRY["z"]
