@@ -97,6 +97,12 @@ systems:
     reference: {{type: file, path: ./reference.parquet}}
     source: {{type: sql, url: "sqlite:///{db}", table: predictions}}
     window: {{size: 1d, min_rows: 200, start: "{start}"}}
+    labels:                            # repayment is known up to 2 days after the decision
+      source: {{type: sql, url: "sqlite:///{db}", table: ground_truth}}
+      id_column: request_id
+      column: repaid
+      timestamp_column: labelled_at
+      max_delay: 2d
     schedule: {{every: 1h}}
     checks:
       drift: {{method: auto, drift_share: 0.3, hysteresis: {{open_after: 1, close_after: 2}}}}
@@ -106,6 +112,7 @@ systems:
         metric: demographic_parity_difference
         threshold: 0.1
         min_group_size: 50
+        hysteresis: {{open_after: 2, close_after: 1}}   # one unlucky day is not an incident
       performance: {{enabled: true, metric: roc_auc, min: 0.7, min_labels: 200}}
       data_quality: {{max_missing_share: 0.05}}
     incidents: {{sinks: [local]}}
@@ -143,6 +150,8 @@ def run_demo(*, out: Path, days: int = 14, serve_port: int | None = None, fast: 
                 " debt_ratio REAL, credit_history_months REAL, loan_amount REAL, employment TEXT, region TEXT,"
                 " purpose TEXT, sex TEXT, approval_score REAL, repaid INTEGER)")
     con.execute("CREATE INDEX ix_ts ON predictions (ts)")
+    con.execute("CREATE TABLE ground_truth (request_id TEXT, repaid INTEGER, labelled_at TIMESTAMP)")
+    con.execute("CREATE INDEX ix_labelled ON ground_truth (labelled_at)")
     con.commit()
     cfg_path = out / "config.yaml"
     cfg_path.write_text(CONFIG.format(state=out / "state.db", db=db, port=serve_port or 9464,
@@ -152,7 +161,7 @@ def run_demo(*, out: Path, days: int = 14, serve_port: int | None = None, fast: 
     agent = Agent(cfg, base_dir=out, clock=lambda: clock_now[0])
     agent.record_config_loaded(str(cfg_path))
     system = cfg.systems[0]
-    timeline: list[dict[str, Any]] = []
+    timeline: dict[int, dict[str, Any]] = {}
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task("simulated hours", total=days * 24)
@@ -160,26 +169,31 @@ def run_demo(*, out: Path, days: int = 14, serve_port: int | None = None, fast: 
             day = hour // 24
             now = START + timedelta(hours=hour)
             batch = applicants(rng, per_hour, day, now)
-            batch.to_sql("predictions", con, if_exists="append", index=False)
+            batch.drop(columns=["repaid"]).to_sql("predictions", con, if_exists="append", index=False)
+            # the outcome becomes known later; a few loans are never labelled within the delay
+            delay = pd.to_timedelta(rng.uniform(2, 60, size=len(batch)), unit="h")
+            pd.DataFrame({"request_id": batch["request_id"], "repaid": batch["repaid"],
+                          "labelled_at": batch["ts"] + delay}).to_sql("ground_truth", con, if_exists="append",
+                                                                      index=False)
             clock_now[0] = now + timedelta(hours=1)
             for o in agent.run_system(system.id, clock_now[0]):
                 agent.deliver(clock_now[0])
-                timeline.append({"day": (o.window_start - START).days + 1, "status": o.status, "rows": o.rows,
-                                 "changes": [f"{c.action}: {c.title}" for c in o.changes],
-                                 "verdicts": {f"{v.check}:{v.subject}": v.state for v in o.verdicts}})
+                wday = (o.window_start - START).days + 1
+                entry = timeline.setdefault(wday, {"rows": o.rows, "verdicts": {}})
+                entry["verdicts"].update({f"{v.check}:{v.subject}": v.state for v in o.verdicts})
+                today = (clock_now[0] - START).days
                 for c in o.changes:
-                    progress.console.print(f"  day {timeline[-1]['day']:>2}  [bold]{c.action.upper():<8}[/] "
-                                           f"{c.title}")
+                    progress.console.print(f"  day {today:>2}  [bold]{c.action.upper():<8}[/] {c.title}")
             agent.deliver(clock_now[0])
             progress.advance(task)
     con.close()
 
-    table = Table(title="Windows judged (one per simulated day)")
+    table = Table(title="Windows judged (one per simulated day; performance once labels are in, 2 days later)")
     for col in ("day", "rows", "drift", "prediction", "fairness sex", "fairness region", "performance", "quality"):
         table.add_column(col)
-    for t in timeline:
+    for wday, t in sorted(timeline.items()):
         v = t["verdicts"]
-        table.add_row(str(t["day"]), str(t["rows"]), _cell(v.get("drift:dataset")),
+        table.add_row(str(wday), str(t["rows"]), _cell(v.get("drift:dataset")),
                       _cell(v.get("prediction_drift:approval_score")), _cell(v.get("fairness:sex")),
                       _cell(v.get("fairness:region")), _cell(v.get("performance:roc_auc")),
                       _cell(v.get("data_quality:dataset")))

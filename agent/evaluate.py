@@ -101,22 +101,44 @@ def fairness_json(r: FairnessResult) -> dict[str, Any]:
     }
 
 
-def evaluate_window(system: SystemConfig, ref: SystemReference, df: pd.DataFrame) -> WindowEvaluation:
+Phase = Literal["all", "predictions", "labels"]
+LABEL_METRICS = {"equalized_odds_difference", "equal_opportunity_difference"}
+
+
+def labels_delayed(system: SystemConfig) -> bool:
+    """Whether label-based checks wait for late ground truth (a second, later judgment of each window)."""
+    lab = system.labels
+    return lab is not None and (lab.source is not None or lab.max_delay.total_seconds() > 0)
+
+
+def evaluate_window(system: SystemConfig, ref: SystemReference, df: pd.DataFrame,
+                    phase: Phase = "all") -> WindowEvaluation:
+    """Judge a window. With late labels, ``predictions`` judges what needs no label at window close and
+    ``labels`` judges the rest once the labels had time to arrive; ``all`` does both at once."""
     ev = WindowEvaluation(rows=len(df))
     checks = system.checks
     enough = len(df) >= system.window.min_rows
     ev.results["rows"] = len(df)
+    ev.results["phase"] = phase
     ev.results["reference_digest"] = ref.digest
-    ev.series.append(("window_rows", {}, float(len(df))))
-
-    if checks.data_quality.enabled:
-        _quality(system, ref, df, ev)
-    if checks.drift.enabled:
-        _drift(system, ref, df, ev, enough)
-    if checks.fairness.enabled:
-        _fairness(system, df, ev, enough)
-    if checks.performance.enabled:
-        _performance(system, df, ev)
+    fairness_needs_labels = checks.fairness.metric in LABEL_METRICS
+    if phase != "labels":
+        ev.series.append(("window_rows", {}, float(len(df))))
+        if checks.data_quality.enabled:
+            _quality(system, ref, df, ev)
+        if checks.drift.enabled:
+            _drift(system, ref, df, ev, enough)
+        if checks.fairness.enabled and (phase == "all" or not fairness_needs_labels):
+            _fairness(system, df, ev, enough, use_labels=phase == "all")
+    if phase != "predictions":
+        label = system.schema_.label
+        labelled = int(df[label].notna().sum()) if label and label in df.columns else 0
+        ev.results["labelled_rows"] = labelled
+        ev.series.append(("window_labelled_rows", {}, float(labelled)))
+        if checks.fairness.enabled and phase == "labels" and fairness_needs_labels:
+            _fairness(system, df, ev, enough, use_labels=True)
+        if checks.performance.enabled:
+            _performance(system, df, ev)
     return ev
 
 
@@ -229,7 +251,8 @@ def _binary_inputs(system: SystemConfig, df: pd.DataFrame) -> tuple[pd.Series, o
     return df[pred.column], pred.pos_label, threshold
 
 
-def _fairness(system: SystemConfig, df: pd.DataFrame, ev: WindowEvaluation, enough: bool) -> None:
+def _fairness(system: SystemConfig, df: pd.DataFrame, ev: WindowEvaluation, enough: bool, *,
+              use_labels: bool) -> None:
     cfg = system.checks.fairness
     pred = system.schema_.prediction
     assert pred is not None
@@ -243,8 +266,9 @@ def _fairness(system: SystemConfig, df: pd.DataFrame, ev: WindowEvaluation, enou
             ev.verdicts.append(_insufficient("fairness", spec, why))
             continue
         y_pred, pos, thr = _binary_inputs(system, df)
-        y_true = df[label] if label and label in df.columns and df[label].notna().any() else None
-        if y_true is not None:
+        has_labels = use_labels and label and label in df.columns and df[label].notna().any()
+        y_true = df[label] if has_labels else None
+        if y_true is not None and label:
             keep = df[label].notna().to_numpy()
             res = fairness(y_pred=y_pred[keep].reset_index(drop=True),
                            sensitive=df.loc[keep, parts].reset_index(drop=True),

@@ -43,6 +43,7 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
                                    ("feature",)),
     "data_quality_findings": ("Count of data-quality findings by kind in the last judged window.", ("kind",)),
     "window_rows": ("Rows in the last judged window.", ()),
+    "window_labelled_rows": ("Rows with ground truth in the last window judged on labels.", ()),
 }
 CAPPED = {"feature_drift_score", "feature_drift_detected", "data_quality_missing_share"}
 

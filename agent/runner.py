@@ -12,17 +12,19 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from agent.decisions import Streaks, Verdict, step
-from agent.evaluate import SystemReference, WindowEvaluation, evaluate_window
+from agent.evaluate import Phase, SystemReference, WindowEvaluation, evaluate_window, labels_delayed
 from agent.evidence import ControlMap, Ledger
 from agent.incidents import IncidentChange, IncidentManager, Outbox, utc
 from agent.playbooks import Playbooks
@@ -36,6 +38,7 @@ from connectors.registry import SINK_GROUP, SOURCE_GROUP, load_plugin
 
 log = logging.getLogger("aims.runner")
 Clock = Callable[[], datetime]
+StageHook = Callable[[str, str, float, bool], None]  # system id, stage, seconds, succeeded
 COLLECTION_OPEN_AFTER = 3
 
 
@@ -63,11 +66,19 @@ class RunOutcome:
 
 
 def build_source(system: SystemConfig, which: str, base_dir: Path | None) -> Source:
-    cfg = system.reference if which == "reference" else system.source
+    ts_column = system.schema_.timestamp_column
+    if which == "reference":
+        cfg = system.reference
+    elif which == "labels":
+        assert system.labels is not None and system.labels.source is not None
+        cfg = system.labels.source
+        ts_column = system.labels.timestamp_column or ts_column
+    else:
+        cfg = system.source
     cls = load_plugin(SOURCE_GROUP, cfg.type)
     if cls is None:
         raise ConfigError([Problem(f"systems.{system.id}.{which}.type", f"no source plugin {cfg.type!r}")])
-    source: Source = cls(cfg, timestamp_column=system.schema_.timestamp_column, base_dir=base_dir)
+    source: Source = cls(cfg, timestamp_column=ts_column, base_dir=base_dir)
     return source
 
 
@@ -114,6 +125,7 @@ class Agent:
         self._sources: dict[str, Source] = {}
         self._references: dict[str, SystemReference] = {}
         self.config_digest = config_digest(cfg)
+        self.stage_hook: StageHook | None = None
 
     # -- life cycle ---------------------------------------------------------------------------------
     def record_config_loaded(self, source: str) -> None:
@@ -130,10 +142,11 @@ class Agent:
             src.close()
         self.store.close()
 
-    def source(self, system: SystemConfig) -> Source:
-        if system.id not in self._sources:
-            self._sources[system.id] = build_source(system, "source", self.base_dir)
-        return self._sources[system.id]
+    def source(self, system: SystemConfig, which: str = "source") -> Source:
+        key = f"{system.id}\x1f{which}"
+        if key not in self._sources:
+            self._sources[key] = build_source(system, which, self.base_dir)
+        return self._sources[key]
 
     def reference(self, system: SystemConfig) -> SystemReference:
         ref = self._references.get(system.id)
@@ -162,15 +175,19 @@ class Agent:
         return list(dict.fromkeys(cols))
 
     # -- windows ------------------------------------------------------------------------------------
-    def watermark(self, system: SystemConfig) -> datetime | None:
+    def watermark(self, system: SystemConfig, stream: str = "predictions") -> datetime | None:
         with self.store.session() as s:
-            row = s.get(Watermark, (system.id, "predictions"))
+            row = s.get(Watermark, (system.id, stream))
             return datetime.fromisoformat(row.value) if row else None
 
-    def due_windows(self, system: SystemConfig, now: datetime) -> list[tuple[datetime, datetime]]:
+    def due_windows(self, system: SystemConfig, now: datetime, stream: str = "predictions") -> list[
+            tuple[datetime, datetime]]:
+        """Windows ready to judge: ended (plus lateness, plus the label delay for the labels stream)."""
         size, lateness = system.window.size, system.window.lateness
+        if stream == "labels" and system.labels is not None:
+            lateness += system.labels.max_delay
         last_closed_end = align_down(now - lateness, size)
-        wm = self.watermark(system)
+        wm = self.watermark(system, stream)
         if wm is not None:
             start = wm
         elif system.window.start is not None:
@@ -187,11 +204,18 @@ class Agent:
         system = self.cfg.system(system_id)
         now = now or self.clock()
         outcomes = []
+        delayed = labels_delayed(system)
         for start, end in self.due_windows(system, now):
-            outcome = self.run_window(system, start, end, now)
+            outcome = self.run_window(system, start, end, now, phase="predictions" if delayed else "all")
             outcomes.append(outcome)
             if outcome.status == "failed":
-                break  # the same window is tried again next tick
+                return outcomes  # the same window is tried again next tick
+        if delayed:
+            for start, end in self.due_windows(system, now, "labels"):
+                outcome = self.run_window(system, start, end, now, phase="labels")
+                outcomes.append(outcome)
+                if outcome.status == "failed":
+                    break
         return outcomes
 
     def run_all(self, now: datetime | None = None) -> list[RunOutcome]:
@@ -200,36 +224,83 @@ class Agent:
             out.extend(self.run_system(system.id, now))
         return out
 
-    def run_window(self, system: SystemConfig, start: datetime, end: datetime, now: datetime) -> RunOutcome:
+    def run_window(self, system: SystemConfig, start: datetime, end: datetime, now: datetime,
+                   phase: Phase = "all") -> RunOutcome:
         t0 = time.perf_counter()
         try:
-            ref = self.reference(system)
-            df = self.source(system).read_window(start, end, columns=self._columns(system))
-            ev = evaluate_window(system, ref, df)
+            with self._stage(system.id, "read"):
+                ref = self.reference(system)
+                df = self.source(system).read_window(start, end, columns=self._columns(system))
+                if phase == "labels":
+                    df = self._join_labels(system, df, start, end)
+            with self._stage(system.id, "metrics"):
+                ev = evaluate_window(system, ref, df, phase)
         except (SourceError, InputError) as exc:
             return self._failed(system, start, end, now, exc, time.perf_counter() - t0)
         duration = time.perf_counter() - t0
         try:
-            return self._commit(system, start, end, now, ev, duration, ref)
+            with self._stage(system.id, "commit"):
+                return self._commit(system, start, end, now, ev, duration, ref, phase)
         except StateStoreError as exc:
             if isinstance(exc.__cause__, IntegrityError):
                 log.info("window %s of %s was judged by another replica", start, system.id)
                 return RunOutcome(system.id, start, end, "skipped", rows=len(df))
             raise
 
+    @contextmanager
+    def _stage(self, system_id: str, stage: str) -> Iterator[None]:
+        """Time one stage of a window's check for ``stage_hook`` (per-stage success and duration)."""
+        t0, ok = time.perf_counter(), False
+        try:
+            yield
+            ok = True
+        finally:
+            if self.stage_hook is not None:
+                self.stage_hook(system_id, stage, time.perf_counter() - t0, ok)
+
+    def _join_labels(self, system: SystemConfig, df: pd.DataFrame, start: datetime, end: datetime) -> pd.DataFrame:
+        """Attach ground truth that arrived within ``labels.max_delay`` of each prediction."""
+        lab = system.labels
+        label = system.schema_.label
+        assert lab is not None and label is not None
+        if lab.source is None:
+            return df  # labels are filled into the prediction table itself: re-reading it picked them up
+        pid = system.schema_.id_column
+        lid = lab.id_column or pid
+        lcol = lab.column or label
+        lts = lab.timestamp_column or system.schema_.timestamp_column
+        assert pid is not None and lid is not None
+        labels = self.source(system, "labels").read_window(start, end + lab.max_delay, columns=[lid, lcol, lts])
+        out = df.drop(columns=[label], errors="ignore")
+        if labels.empty or lid not in labels.columns or lcol not in labels.columns:
+            out[label] = pd.Series([None] * len(out), dtype="object")
+            return out
+        from connectors.sources.files import to_utc
+
+        labels = labels.rename(columns={lid: "__id", lcol: label, lts: "__label_ts"})
+        if "__label_ts" in labels.columns:
+            labels = labels.sort_values("__label_ts")
+        # a corrected label replaces an earlier one: keep the last per prediction id
+        labels = labels.drop_duplicates("__id", keep="last")
+        merged = out.merge(labels, how="left", left_on=pid, right_on="__id")
+        if "__label_ts" in merged.columns:
+            late = (to_utc(merged["__label_ts"]) - to_utc(merged[system.schema_.timestamp_column])) > lab.max_delay
+            merged.loc[late.fillna(False).to_numpy(), label] = None
+        return merged.drop(columns=[c for c in ("__id", "__label_ts") if c in merged.columns])
+
     def _commit(self, system: SystemConfig, start: datetime, end: datetime, now: datetime,
-                ev: WindowEvaluation, duration: float, ref: SystemReference) -> RunOutcome:
+                ev: WindowEvaluation, duration: float, ref: SystemReference, phase: Phase = "all") -> RunOutcome:
         outcome = RunOutcome(system.id, start, end, ev.status, rows=ev.rows, verdicts=ev.verdicts,
                              results=ev.results)
         verdicts = [*ev.verdicts, Verdict("collection", "source", "ok", value=0.0, threshold=None,
                                           summary="source read")]
         with self.store.transaction() as s:
-            run = CheckRun(system_id=system.id, window_start=start, window_end=end,
+            run = CheckRun(system_id=system.id, phase=phase, window_start=start, window_end=end,
                            started_at=now, finished_at=now, status=ev.status, rows=ev.rows, results=ev.results)
             s.add(run)
             s.flush()
             record = self.ledger.append(s, "check_run", {
-                "check_run_id": run.id, "window": {"start": start, "end": end}, "rows": ev.rows,
+                "check_run_id": run.id, "phase": phase, "window": {"start": start, "end": end}, "rows": ev.rows,
                 "status": ev.status, "config_digest": self.config_digest, "reference_digest": ref.digest,
                 "reference_rows": ref.rows, "model": f"{system.model.name} {system.model.version}",
                 "source": self.source(system).describe(), "duration_s": round(duration, 6),
@@ -244,9 +315,10 @@ class Agent:
                     outcome.changes.append(change)
             self._store_series(s, system, ev)
             self._stats(s, system, ev, now, duration, failed=False)
-            wm = s.get(Watermark, (system.id, "predictions"))
+            stream = "labels" if phase == "labels" else "predictions"
+            wm = s.get(Watermark, (system.id, stream))
             if wm is None:
-                s.add(Watermark(system_id=system.id, stream="predictions", value=end.isoformat(), updated_at=now))
+                s.add(Watermark(system_id=system.id, stream=stream, value=end.isoformat(), updated_at=now))
             else:
                 wm.value, wm.updated_at = end.isoformat(), now
         return outcome

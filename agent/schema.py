@@ -42,6 +42,7 @@ class CheckRun(Base):
     __tablename__ = "check_runs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     system_id: Mapped[str] = mapped_column(String(64), index=True)
+    phase: Mapped[str] = mapped_column(String(16), default="all")  # all | predictions | labels
     window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     window_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -51,7 +52,7 @@ class CheckRun(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     results: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
     evidence_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    __table_args__ = (UniqueConstraint("system_id", "window_start", name="uq_check_runs_window"),)
+    __table_args__ = (UniqueConstraint("system_id", "phase", "window_start", name="uq_check_runs_window"),)
 
 
 class CheckStat(Base):

@@ -174,6 +174,33 @@ class Window(Strict):
         return v.replace(tzinfo=UTC) if v is not None and v.tzinfo is None else v
 
 
+class LabelsConfig(Strict):
+    """Ground truth that arrives after the prediction, joined on the prediction id.
+
+    Checks that need labels (performance; fairness metrics built on error rates) are judged for a
+    window only once ``max_delay`` has passed after it ended; rows still without a label then are left
+    out, and below ``checks.performance.min_labels`` the verdict is insufficient data.
+    """
+
+    source: SourceConfig | None = Field(
+        default=None, description="where labels are logged; default: schema.label in the prediction source, "
+        "filled in later")
+    id_column: str | None = Field(default=None, description="prediction id in the label source (default: "
+                                  "schema.id_column)")
+    column: str | None = Field(default=None, description="label column in the label source (default: schema.label)")
+    timestamp_column: str | None = Field(default=None, description="when the label was recorded (default: "
+                                         "schema.timestamp_column)")
+    max_delay: timedelta = Field(default=timedelta(0), description="how long after a window ends its labels may "
+                                 "still arrive, e.g. 7d")
+
+    @field_validator("max_delay", mode="before")
+    @classmethod
+    def _dur(cls, v: object) -> timedelta:
+        if v == 0 or v == "0":
+            return timedelta(0)
+        return parse_duration(v)
+
+
 class Schedule(Strict):
     every: timedelta | None = None
     cron: str | None = None
@@ -287,6 +314,7 @@ class SystemConfig(Strict):
     reference: SourceConfig
     source: SourceConfig
     window: Window
+    labels: LabelsConfig | None = None
     schedule: Schedule
     checks: Checks = Field(default_factory=Checks)
     incidents: Routing = Field(default_factory=Routing)
@@ -310,6 +338,11 @@ class SystemConfig(Strict):
                 problems.append("checks.fairness needs at least one sensitive feature")
         if self.checks.performance.enabled and not (self.schema_.label and self.schema_.prediction):
             problems.append("checks.performance needs schema.label and schema.prediction")
+        if self.labels is not None:
+            if not self.schema_.label:
+                problems.append("labels needs schema.label (the name the joined label takes)")
+            if self.labels.source is not None and not (self.labels.id_column or self.schema_.id_column):
+                problems.append("labels.source needs an id to join on: labels.id_column or schema.id_column")
         for col in list(self.checks.drift.per_column) + list(self.checks.drift.per_column_threshold):
             if col not in known and not (self.schema_.prediction and col == self.schema_.prediction.column):
                 problems.append(f"checks.drift.per_column names {col!r}, not a feature")

@@ -19,6 +19,7 @@ def upgrade() -> None:
     op.create_table('check_runs',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('system_id', sa.String(length=64), nullable=False),
+    sa.Column('phase', sa.String(length=16), nullable=False),
     sa.Column('window_start', sa.DateTime(timezone=True), nullable=False),
     sa.Column('window_end', sa.DateTime(timezone=True), nullable=False),
     sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
@@ -29,7 +30,7 @@ def upgrade() -> None:
     sa.Column('results', sa.JSON(), nullable=False),
     sa.Column('evidence_seq', sa.BigInteger(), nullable=True),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('system_id', 'window_start', name='uq_check_runs_window')
+    sa.UniqueConstraint('system_id', 'phase', 'window_start', name='uq_check_runs_window')
     )
     with op.batch_alter_table('check_runs', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_check_runs_system_id'), ['system_id'], unique=False)
