@@ -196,7 +196,13 @@ def _drift(system: SystemConfig, ref: SystemReference, df: pd.DataFrame, ev: Win
                      per_column_threshold=cfg.per_column_threshold, drift_share=cfg.drift_share,
                      fdr_alpha=cfg.fdr_alpha)
     present = [c for c in ref.drift.columns if c in df.columns]
-    result = ref.drift.compare(df[present], spec) if present else None
+    current = df[present].copy()
+    for c in present:
+        if ref.drift.kinds.get(c) == "numerical" and not pd.api.types.is_numeric_dtype(current[c]):
+            # values that are not numbers are counted as type errors by the data-quality check; drift is
+            # judged on the values that are
+            current[c] = pd.to_numeric(current[c], errors="coerce")
+    result = ref.drift.compare(current, spec) if present else None
     ev.computed_checks.add("drift")
     if result is None:
         ev.verdicts.append(_insufficient("drift", "dataset", "none of the reference's features is in the window"))
@@ -229,7 +235,10 @@ def _drift(system: SystemConfig, ref: SystemReference, df: pd.DataFrame, ev: Win
             return
         numeric = pred.kind in (PredictionKind.score, PredictionKind.regression)
         kind: Literal["numerical", "categorical"] = "numerical" if numeric else "categorical"
-        pd_res = column_drift(ref.prediction, df[pred.column].reset_index(drop=True), column=pred.column,
+        pred_values = df[pred.column].reset_index(drop=True)
+        if numeric and not pd.api.types.is_numeric_dtype(pred_values):
+            pred_values = pd.to_numeric(pred_values, errors="coerce")
+        pd_res = column_drift(ref.prediction, pred_values, column=pred.column,
                               kind=kind, method=cfg.per_column.get(pred.column, cfg.method),
                               threshold=cfg.per_column_threshold.get(pred.column, cfg.threshold))
         ev.results["prediction_drift"] = column_json(pd_res)

@@ -96,7 +96,11 @@ def parse_config(
     problems: list[Problem] = []
     if not isinstance(raw, dict):
         raise ConfigError([Problem("", "the file must be a YAML mapping with `systems:`")], source)
-    data = _interpolate(raw, "", os.environ if env is None else env, problems)
+    try:
+        data = _interpolate(raw, "", os.environ if env is None else env, problems)
+    except RecursionError as exc:
+        raise ConfigError([Problem("", "the document nests too deeply or refers to itself (recursive YAML "
+                                       "anchors)")], source) from exc
     cfg: AgentConfig | None = None
     try:
         cfg = AgentConfig.model_validate(data)
@@ -180,8 +184,12 @@ def load_config(
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([Problem("", f"cannot read {p}: {exc.strerror}")], str(p)) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem("", f"not UTF-8 text (byte {exc.start}): {exc.reason}")], str(p)) from exc
     try:
         raw = yaml.safe_load(text)
+    except RecursionError as exc:
+        raise ConfigError([Problem("", "invalid YAML: nested too deeply")], str(p)) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
