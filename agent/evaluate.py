@@ -197,11 +197,11 @@ def _drift(system: SystemConfig, ref: SystemReference, df: pd.DataFrame, ev: Win
                      fdr_alpha=cfg.fdr_alpha)
     present = [c for c in ref.drift.columns if c in df.columns]
     current = df[present].copy()
-    for c in present:
-        if ref.drift.kinds.get(c) == "numerical" and not pd.api.types.is_numeric_dtype(current[c]):
+    for name in present:
+        if ref.drift.kinds.get(name) == "numerical" and not pd.api.types.is_numeric_dtype(current[name]):
             # values that are not numbers are counted as type errors by the data-quality check; drift is
             # judged on the values that are
-            current[c] = pd.to_numeric(current[c], errors="coerce")
+            current[name] = pd.to_numeric(current[name], errors="coerce")
     result = ref.drift.compare(current, spec) if present else None
     ev.computed_checks.add("drift")
     if result is None:
