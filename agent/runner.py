@@ -329,20 +329,25 @@ class Agent:
         prev = Streaks(row.state, row.breach_streak, row.ok_streak) if row else Streaks()
         hyst = self._hysteresis(system, v.check)
         nxt, tr = step(prev, v.state, open_after=hyst[0], close_after=hyst[1])
+        # a breach a person overrode stays without an incident until the metric recovers once
+        suppressed = bool(row is not None and (row.detail or {}).get("suppressed")) and v.state == "breach"
+        detail: dict[str, object] = {"summary": v.summary, **({"suppressed": True} if suppressed else {})}
         if row is None:
             row = Decision(system_id=system.id, check=v.check, subject=v.subject, state=nxt.state,
                            raw_state=v.state, breach_streak=nxt.breach_streak, ok_streak=nxt.ok_streak,
-                           value=v.value, detail={"summary": v.summary}, updated_at=now)
+                           value=v.value, detail=detail, updated_at=now)
             s.add(row)
         else:
             row.state, row.raw_state = nxt.state, v.state
             row.breach_streak, row.ok_streak = nxt.breach_streak, nxt.ok_streak
-            row.value, row.detail, row.updated_at = v.value, {"summary": v.summary}, now
+            row.value, row.detail, row.updated_at = v.value, detail, now
         if tr.before != tr.after:
             self.ledger.append(s, "decision_changed", {
                 "check": v.check, "subject": v.subject, "from": tr.before, "to": tr.after, "raw": v.state,
                 "value": v.value, "threshold": v.threshold, "summary": v.summary,
             }, system_id=system.id, now=now)
+        if suppressed:
+            return None
         return self.incidents.apply(s, system=system, verdict=v, transition=tr, window=window, now=now,
                                     evidence_seq=seq)
 
