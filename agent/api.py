@@ -1,36 +1,63 @@
 """HTTP API (FastAPI; OpenAPI at /docs): health, /metrics, systems, check runs, decisions, incidents with
-human oversight (acknowledge, override with a reason), and evidence.
+human oversight (acknowledge, override with a reason), evidence (query, export as a pack, verify) and the
+CloudEvents ingest.
 
 Tokens come from the config (values via ``${ENV}`` or ``${file:...}``) and carry scopes: ``read``,
-``operate`` (trigger runs, acknowledge, override) and ``ingest``. Write endpoints always need a token;
-reads need one as soon as any token is configured. Tokens are compared in constant time.
+``operate`` (trigger runs, acknowledge, override) and ``ingest``. Every route except ``/healthz``,
+``/readyz``, the API documentation and (unless ``server.metrics_require_token``) ``/metrics`` checks its
+scope: write routes always need a token; reads need one as soon as any token is configured. Tokens are
+compared in constant time. Request bodies over ``MAX_BODY`` bytes are refused with 413, announced or
+streamed.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
+import json
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
-from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 from sqlalchemy import select, text
+from starlette.background import BackgroundTask
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent import __version__
 from agent.decisions import Transition, Verdict
-from agent.evidence import Record, verify_ledger
-from agent.exposition import StateCollector
+from agent.evidence import Record, iso, verify_ledger
+from agent.evidence_pack import export_pack
 from agent.incidents import utc
+from agent.ingest import create_router as create_ingest_router
 from agent.playbooks import CHECK_TO_KIND
 from agent.runner import Agent
 from agent.schema import CheckRun, Decision, EvidenceRecord, Incident, OutboxMessage
-from config.errors import AimsError, LedgerIntegrityError
+from agent.service import Service
+from config.errors import AimsError, InputError, LedgerIntegrityError
+from config.model import LifecycleStage, ModelRef, Owner, RiskTier, Role, SystemConfig
 
+# ids live in 64-bit integer columns; a larger number is a 422, not a database overflow
+MAX_ROW_ID = 2**63 - 1
+RowId = Annotated[int, PathParam(ge=1, le=MAX_ROW_ID)]
 MAX_BODY = 1 << 20
-Scope = Literal["read", "operate", "ingest"]
+RUN_NOW_WAIT_S = 30.0  # "run now" waits this long for a check in progress to finish
+TokenScope = Literal["read", "operate", "ingest"]
+IncidentStatus = Literal["open", "acknowledged", "resolved"]
+
+
+# -- request and response models ------------------------------------------------------------------
+class ErrorBody(BaseModel):
+    detail: str = Field(description="what is wrong, in one sentence")
+    error: str | None = Field(default=None, description="the aims-agent error class, when one was raised")
 
 
 class OversightRequest(BaseModel):
@@ -44,17 +71,147 @@ class OverrideRequest(OversightRequest):
         "`breach`: force an incident open although the metric is within limits")
 
 
-def _auth(agent: Agent, scope: Scope) -> Callable[[Request], None]:
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, bool] = Field(description="state_store, scheduler: each true when usable")
+
+
+class SystemOut(BaseModel):
+    """An AI system inventory entry (the AIMS register's fields)."""
+
+    id: str
+    name: str
+    purpose: str
+    decisions: list[str] = Field(description="decisions the system influences")
+    data_consumed: list[str]
+    owner: Owner
+    role: Role
+    risk_tier: RiskTier
+    eu_ai_act_high_risk: bool
+    impact_assessment_ref: str | None
+    model: ModelRef
+    lifecycle_stage: LifecycleStage
+    risk_register_ids: list[str]
+
+
+class DecisionOut(BaseModel):
+    system: str
+    check: str
+    subject: str
+    state: Literal["ok", "warning", "breach", "insufficient_data"]
+    value: float | None
+    summary: str | None
+    updated_at: datetime
+
+
+class SystemDetail(SystemOut):
+    current_decisions: list[DecisionOut] = Field(description="the state of every (check, subject) of the system")
+
+
+class CheckRunOut(BaseModel):
+    id: int
+    system: str
+    phase: str = Field(description="all | predictions | labels (label checks run once ground truth arrived)")
+    window_start: datetime
+    window_end: datetime
+    status: str = Field(description="ok | warning | breach | insufficient_data | failed")
+    rows: int
+    error: str | None
+    evidence_seq: int | None = Field(description="the evidence record of this run")
+
+
+class CheckRunDetail(CheckRunOut):
+    results: dict[str, Any] = Field(description="metric results of the window (drift, quality, performance, fairness)")
+
+
+class WindowOutcome(BaseModel):
+    start: datetime
+    end: datetime
+    status: str = Field(description="ok | warning | breach | insufficient_data | failed | skipped")
+    rows: int
+    error: str | None
+
+
+class RunNow(BaseModel):
+    windows: list[WindowOutcome] = Field(description="the windows judged by this request (empty: none was due)")
+
+
+class IncidentOut(BaseModel):
+    id: int
+    fingerprint: str = Field(description="stable per (system, kind, subject): one open ticket per fingerprint")
+    system: str
+    kind: str
+    subject: str
+    status: IncidentStatus
+    severity: str
+    title: str
+    opened_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+
+
+class NotificationOut(BaseModel):
+    sink: str
+    action: str
+    status: str = Field(description="pending | delivered | dead")
+    attempts: int
+    last_error: str | None
+    delivered_at: datetime | None
+
+
+class IncidentDetail(IncidentOut):
+    content: dict[str, Any] = Field(description="the triage playbook content of the incident")
+    notifications: list[NotificationOut]
+
+
+class OversightOut(BaseModel):
+    incident_id: int
+    action: Literal["acknowledge", "override"]
+    status: IncidentStatus = Field(description="the incident's status after the decision")
+    evidence_seq: int = Field(description="the evidence record of the human decision")
+
+
+class EvidenceOut(BaseModel):
+    seq: int
+    ts: str
+    kind: str
+    system: str | None
+    controls: list[str]
+    payload: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class Verification(BaseModel):
+    intact: bool
+    records: int | None = Field(default=None, description="records verified (when intact)")
+    first_bad_seq: int | None = Field(default=None, description="the first record altered, removed or reordered")
+    reason: str | None = None
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {c: {"model": ErrorBody} for c in codes}
+
+
+# -- authentication and request limits --------------------------------------------------------------
+_bearer = HTTPBearer(auto_error=False, description="a token from `agent.tokens` with the route's scope")
+
+
+def _auth(agent: Agent, scope: TokenScope) -> Callable[..., None]:
     tokens = [(t.value.get_secret_value().encode(), set(t.scopes), t.name) for t in agent.cfg.agent.tokens]
 
-    def check(request: Request) -> None:
+    def check(request: Request,
+              creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
         if scope == "read" and not tokens:
             return
-        header = request.headers.get("authorization", "")
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "bearer" or not value:
+        if creds is None or not creds.credentials:
             raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-        given = value.strip().encode()
+        given = creds.credentials.strip().encode()
         match = None
         for secret, scopes, name in tokens:
             if hmac.compare_digest(secret, given):  # every token compared, no early exit on a match
@@ -68,33 +225,80 @@ def _auth(agent: Agent, scope: Scope) -> Callable[[Request], None]:
     return check
 
 
+class BodyLimit:
+    """Refuse bodies over ``limit`` bytes: by Content-Length up front, or while a chunked body streams in."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            await self._refuse(send)
+            return
+        received = 0
+        started = False
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    # an HTTPException passes FastAPI's body parsing untouched and becomes the 413 response
+                    raise HTTPException(413, f"request body over {self.limit} bytes")
+            return message
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited, tracking)
+        except HTTPException as exc:
+            if exc.status_code != 413 or started:
+                raise
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps({"detail": f"request body over {self.limit} bytes"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+# -- the application ------------------------------------------------------------------------------
 def create_app(agent: Agent, *, scheduler_alive: Callable[[], bool] | None = None,
-               lifespan: Any = None) -> FastAPI:
+               lifespan: Any = None, service: Service | None = None) -> FastAPI:
     app = FastAPI(title="aims-agent", version=__version__, lifespan=lifespan,
-                  description="Model monitoring for ISO/IEC 42001 AI management systems.")
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(StateCollector(agent.store, max_series_per_system=agent.cfg.agent.server.max_series_per_system))
+                  description="Model monitoring for ISO/IEC 42001 AI management systems: the AI system "
+                  "inventory, check runs, incidents with human oversight, and audit evidence.")
+    app.add_middleware(BodyLimit, limit=MAX_BODY)
+    # without a scheduler (demo, tests) "run now" still goes through the per-system locks
+    svc = service if service is not None else Service(agent, run_on_start=False)
     read = Depends(_auth(agent, "read"))
     operate = Depends(_auth(agent, "operate"))
     metrics_dep = [read] if agent.cfg.agent.server.metrics_require_token else []
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            return JSONResponse({"detail": f"request body over {MAX_BODY} bytes"}, status_code=413)
-        return await call_next(request)
+    auth_errors = _errors(401, 403)
 
     @app.exception_handler(AimsError)
     async def aims_error(_: Request, exc: AimsError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=422)
+        status = 422 if isinstance(exc, InputError) else 500
+        return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=status)
 
     @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
-        return {"status": "ok", "version": __version__}
+    def healthz() -> Health:
+        """Liveness: the process answers."""
+        return Health(status="ok", version=__version__)
 
-    @app.get("/readyz", tags=["health"])
-    def readyz(response: Response) -> dict[str, Any]:
+    @app.get("/readyz", tags=["health"], responses={503: {"model": Readiness}})
+    def readyz(response: Response) -> Readiness:
+        """Readiness: the state store answers and the scheduler runs."""
         checks: dict[str, bool] = {}
         try:
             with agent.store.session() as s:
@@ -106,116 +310,178 @@ def create_app(agent: Agent, *, scheduler_alive: Callable[[], bool] | None = Non
             checks["scheduler"] = scheduler_alive()
         ok = all(checks.values())
         response.status_code = 200 if ok else 503
-        return {"ready": ok, "checks": checks}
+        return Readiness(ready=ok, checks=checks)
 
-    @app.get("/metrics", tags=["metrics"], dependencies=metrics_dep)
+    @app.get("/metrics", tags=["metrics"], dependencies=metrics_dep, response_class=Response,
+             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
     def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        """Prometheus exposition, built from the state store (rebuilt whenever the state has changed)."""
+        return Response(svc.exposition.render(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/api/v1/systems", tags=["systems"], dependencies=[read])
-    def systems() -> list[dict[str, Any]]:
-        return [inventory_entry(s) for s in agent.cfg.systems]
+    @app.get("/api/v1/systems", tags=["systems"], dependencies=[read], responses=auth_errors)
+    def systems() -> list[SystemOut]:
+        """The AI system inventory."""
+        return [SystemOut(**inventory_entry(s)) for s in agent.cfg.systems]
 
-    @app.get("/api/v1/systems/{system_id}", tags=["systems"], dependencies=[read])
-    def system(system_id: str) -> dict[str, Any]:
+    @app.get("/api/v1/systems/{system_id}", tags=["systems"], dependencies=[read], responses=_errors(401, 403, 404))
+    def system(system_id: str) -> SystemDetail:
+        """One inventory entry with the current decision of each of its checks."""
         cfg = _system(agent, system_id)
-        return {**inventory_entry(cfg), "decisions": agent.decisions(system_id)}
+        return SystemDetail(**inventory_entry(cfg),
+                            current_decisions=[DecisionOut(**d) for d in agent.decisions(system_id)])
 
-    @app.post("/api/v1/systems/{system_id}/run", tags=["check runs"], dependencies=[operate])
-    def run_now(system_id: str) -> dict[str, Any]:
+    @app.post("/api/v1/systems/{system_id}/run", tags=["check runs"], dependencies=[operate],
+              responses=_errors(401, 403, 404, 409))
+    def run_now(system_id: str) -> RunNow:
+        """Judge the system's due windows now; waits for a check in progress (409 if it outlasts the wait)."""
         _system(agent, system_id)
-        outcomes = agent.run_system(system_id)
+        outcomes = svc.run_system(system_id, wait=RUN_NOW_WAIT_S)
+        if outcomes is None:
+            raise HTTPException(409, f"system {system_id!r} is being checked by another replica")
         agent.deliver()
-        return {"windows": [{"start": o.window_start, "end": o.window_end, "status": o.status, "rows": o.rows,
-                             "error": o.error} for o in outcomes]}
+        return RunNow(windows=[WindowOutcome(start=o.window_start, end=o.window_end, status=o.status, rows=o.rows,
+                                             error=o.error) for o in outcomes])
 
-    @app.get("/api/v1/check-runs", tags=["check runs"], dependencies=[read])
-    def check_runs(system: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[dict[str, Any]]:
+    @app.get("/api/v1/check-runs", tags=["check runs"], dependencies=[read], responses=auth_errors)
+    def check_runs(system: str | None = None, status: str | None = None,
+                   limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[CheckRunOut]:
+        """Check runs, newest first."""
         with agent.store.session() as s:
             q = select(CheckRun).order_by(CheckRun.id.desc()).limit(limit)
             if system:
                 q = q.where(CheckRun.system_id == system)
-            return [_run_json(r, full=False) for r in s.execute(q).scalars()]
+            if status:
+                q = q.where(CheckRun.status == status)
+            return [CheckRunOut(**_run_json(r)) for r in s.execute(q).scalars()]
 
-    @app.get("/api/v1/check-runs/{run_id}", tags=["check runs"], dependencies=[read])
-    def check_run(run_id: int) -> dict[str, Any]:
+    @app.get("/api/v1/check-runs/{run_id}", tags=["check runs"], dependencies=[read], responses=_errors(401, 403, 404))
+    def check_run(run_id: RowId) -> CheckRunDetail:
+        """One check run with its metric results."""
         with agent.store.session() as s:
             r = s.get(CheckRun, run_id)
             if r is None:
                 raise HTTPException(404, f"no check run {run_id}")
-            return _run_json(r, full=True)
+            return CheckRunDetail(**_run_json(r), results=dict(r.results or {}))
 
-    @app.get("/api/v1/decisions", tags=["decisions"], dependencies=[read])
-    def decisions(system: str | None = None) -> list[dict[str, Any]]:
-        return agent.decisions(system)
+    @app.get("/api/v1/decisions", tags=["decisions"], dependencies=[read], responses=auth_errors)
+    def decisions(system: str | None = None) -> list[DecisionOut]:
+        """The current state of every (system, check, subject)."""
+        return [DecisionOut(**d) for d in agent.decisions(system)]
 
-    @app.get("/api/v1/incidents", tags=["incidents"], dependencies=[read])
-    def incidents(status: Literal["open", "acknowledged", "resolved"] | None = None,
-                  system: str | None = None,
-                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
+    @app.get("/api/v1/incidents", tags=["incidents"], dependencies=[read], responses=auth_errors)
+    def incidents(status: IncidentStatus | None = None, system: str | None = None,
+                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[IncidentOut]:
+        """Incidents, newest first."""
         with agent.store.session() as s:
             q = select(Incident).order_by(Incident.id.desc()).limit(limit)
             if status:
                 q = q.where(Incident.status == status)
             if system:
                 q = q.where(Incident.system_id == system)
-            return [_incident_json(i) for i in s.execute(q).scalars()]
+            return [IncidentOut(**_incident_json(i)) for i in s.execute(q).scalars()]
 
-    @app.get("/api/v1/incidents/{incident_id}", tags=["incidents"], dependencies=[read])
-    def incident(incident_id: int) -> dict[str, Any]:
+    @app.get("/api/v1/incidents/{incident_id}", tags=["incidents"], dependencies=[read],
+             responses=_errors(401, 403, 404))
+    def incident(incident_id: RowId) -> IncidentDetail:
+        """One incident with its playbook content and the state of its notifications."""
         with agent.store.session() as s:
             inc = s.get(Incident, incident_id)
             if inc is None:
                 raise HTTPException(404, f"no incident {incident_id}")
-            out = _incident_json(inc, full=True)
-            out["notifications"] = [
-                {"sink": m.sink, "action": m.action, "status": m.status, "attempts": m.attempts,
-                 "last_error": m.last_error, "delivered_at": m.delivered_at}
-                for m in s.execute(select(OutboxMessage).where(OutboxMessage.incident_id == incident_id)
-                                   .order_by(OutboxMessage.id)).scalars()]
-            return out
+            notes = [NotificationOut(sink=m.sink, action=m.action, status=m.status, attempts=m.attempts,
+                                     last_error=m.last_error,
+                                     delivered_at=utc(m.delivered_at) if m.delivered_at else None)
+                     for m in s.execute(select(OutboxMessage).where(OutboxMessage.incident_id == incident_id)
+                                        .order_by(OutboxMessage.id)).scalars()]
+            return IncidentDetail(**_incident_json(inc), content=dict(inc.content or {}), notifications=notes)
 
-    @app.post("/api/v1/incidents/{incident_id}/acknowledge", tags=["incidents"], dependencies=[operate])
-    def acknowledge(incident_id: int, body: OversightRequest, request: Request) -> dict[str, Any]:
+    @app.post("/api/v1/incidents/{incident_id}/acknowledge", tags=["incidents"], dependencies=[operate],
+              responses=_errors(401, 403, 404, 409))
+    def acknowledge(incident_id: RowId, body: OversightRequest, request: Request) -> OversightOut:
+        """A person takes the incident on (recorded as human-oversight evidence)."""
         return oversee(agent, incident_id, "acknowledge", body, getattr(request.state, "token_name", "?"))
 
-    @app.post("/api/v1/incidents/{incident_id}/override", tags=["incidents"], dependencies=[operate])
-    def override(incident_id: int, body: OverrideRequest, request: Request) -> dict[str, Any]:
+    @app.post("/api/v1/incidents/{incident_id}/override", tags=["incidents"], dependencies=[operate],
+              responses=_errors(401, 403, 404))
+    def override(incident_id: RowId, body: OverrideRequest, request: Request) -> OversightOut:
+        """A person overrides the decision behind the incident, with a reason (recorded as evidence)."""
         return oversee(agent, incident_id, "override", body, getattr(request.state, "token_name", "?"),
                        state=body.state)
 
-    @app.get("/api/v1/evidence", tags=["evidence"], dependencies=[read])
-    def evidence(system: str | None = None, kind: str | None = None, after_seq: int = 0,
-                 limit: Annotated[int, Query(ge=1, le=5000)] = 500) -> list[dict[str, Any]]:
+    @app.get("/api/v1/evidence", tags=["evidence"], dependencies=[read], responses=auth_errors)
+    def evidence(system: str | None = None, kind: str | None = None,
+                 since: Annotated[datetime | None, Query(description="records at or after (ISO 8601)")] = None,
+                 until: Annotated[datetime | None, Query(description="records before (ISO 8601)")] = None,
+                 after_seq: Annotated[int, Query(ge=0, le=MAX_ROW_ID,
+                                                 description="page on: the last seq you have")] = 0,
+                 limit: Annotated[int, Query(ge=1, le=5000)] = 500) -> list[EvidenceOut]:
+        """Evidence records in ledger order."""
         with agent.store.session() as s:
             q = select(EvidenceRecord).where(EvidenceRecord.seq > after_seq).order_by(EvidenceRecord.seq).limit(limit)
             if system:
                 q = q.where(EvidenceRecord.system_id == system)
             if kind:
                 q = q.where(EvidenceRecord.kind == kind)
-            return [Record.from_row(r).to_json() for r in s.execute(q).scalars()]
+            # ts is canonical ISO 8601 UTC with a fixed width, so string order is time order
+            if since:
+                q = q.where(EvidenceRecord.ts >= iso(_aware(since)))
+            if until:
+                q = q.where(EvidenceRecord.ts < iso(_aware(until)))
+            return [EvidenceOut(**Record.from_row(r).to_json()) for r in s.execute(q).scalars()]
 
-    @app.get("/api/v1/evidence/verify", tags=["evidence"], dependencies=[read])
-    def evidence_verify(response: Response) -> dict[str, Any]:
+    @app.get("/api/v1/evidence/export", tags=["evidence"], dependencies=[read], response_class=FileResponse,
+             responses={200: {"content": {"application/zip": {}},
+                              "description": "the evidence pack (records.jsonl, controls.csv, manifest.json)"},
+                        **_errors(401, 403, 422)})
+    def evidence_export(system: str | None = None,
+                        since: Annotated[datetime | None, Query(description="from (ISO 8601)")] = None,
+                        until: Annotated[datetime | None, Query(description="until, exclusive (ISO 8601)")] = None,
+                        ) -> FileResponse:
+        """Export a period as an evidence pack (a zip; verify it offline with `aims-agent evidence verify`)."""
+        tmp = Path(tempfile.mkdtemp(prefix="aims-pack-"))
+        try:
+            pack = tmp / "evidence-pack"
+            export_pack(agent.store, pack, since=_aware(since).isoformat() if since else None,
+                        until=_aware(until).isoformat() if until else None, system=system)
+            archive = tmp / "evidence-pack.zip"
+            with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+                for f in sorted(pack.iterdir()):
+                    zf.write(f, f"evidence-pack/{f.name}")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        return FileResponse(archive, media_type="application/zip", filename=f"aims-evidence-{stamp}.zip",
+                            background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True))
+
+    @app.get("/api/v1/evidence/verify", tags=["evidence"], dependencies=[read],
+             responses={409: {"model": Verification}, **auth_errors})
+    def evidence_verify(response: Response) -> Verification:
+        """Verify the whole ledger's hash chain (409 names the first record that does not fit)."""
         with agent.store.session() as s:
             try:
                 n = verify_ledger(s)
             except LedgerIntegrityError as exc:
                 response.status_code = 409
-                return {"intact": False, "first_bad_seq": exc.seq, "reason": str(exc)}
-        return {"intact": True, "records": n}
+                return Verification(intact=False, first_bad_seq=exc.seq, reason=str(exc))
+        return Verification(intact=True, records=n)
 
+    app.include_router(create_ingest_router(agent))
     return app
 
 
-def _system(agent: Agent, system_id: str) -> Any:
+def _aware(ts: datetime) -> datetime:
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def _system(agent: Agent, system_id: str) -> SystemConfig:
     try:
         return agent.cfg.system(system_id)
     except KeyError:
         raise HTTPException(404, f"no system {system_id!r}") from None
 
 
-def inventory_entry(s: Any) -> dict[str, Any]:
+def inventory_entry(s: SystemConfig) -> dict[str, Any]:
     return {
         "id": s.id, "name": s.name, "purpose": s.purpose, "decisions": s.decisions,
         "data_consumed": s.data_consumed, "owner": s.owner.model_dump(), "role": s.role.value,
@@ -225,27 +491,21 @@ def inventory_entry(s: Any) -> dict[str, Any]:
     }
 
 
-def _run_json(r: CheckRun, *, full: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": r.id, "system": r.system_id, "window_start": utc(r.window_start),
-                           "window_end": utc(r.window_end), "status": r.status, "rows": r.rows,
-                           "error": r.error, "evidence_seq": r.evidence_seq}
-    if full:
-        out["results"] = r.results
-    return out
+def _run_json(r: CheckRun) -> dict[str, Any]:
+    return {"id": r.id, "system": r.system_id, "phase": r.phase, "window_start": utc(r.window_start),
+            "window_end": utc(r.window_end), "status": r.status, "rows": r.rows, "error": r.error,
+            "evidence_seq": r.evidence_seq}
 
 
-def _incident_json(i: Incident, *, full: bool = False) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": i.id, "fingerprint": i.fingerprint, "system": i.system_id, "kind": i.kind,
-                           "subject": i.subject, "status": i.status, "severity": i.severity, "title": i.title,
-                           "opened_at": utc(i.opened_at), "updated_at": utc(i.updated_at),
-                           "resolved_at": utc(i.resolved_at) if i.resolved_at else None}
-    if full:
-        out["content"] = i.content
-    return out
+def _incident_json(i: Incident) -> dict[str, Any]:
+    return {"id": i.id, "fingerprint": i.fingerprint, "system": i.system_id, "kind": i.kind,
+            "subject": i.subject, "status": i.status, "severity": i.severity, "title": i.title,
+            "opened_at": utc(i.opened_at), "updated_at": utc(i.updated_at),
+            "resolved_at": utc(i.resolved_at) if i.resolved_at else None}
 
 
-def oversee(agent: Agent, incident_id: int, action: str, body: OversightRequest, token: str,
-            *, state: str | None = None) -> dict[str, Any]:
+def oversee(agent: Agent, incident_id: int, action: Literal["acknowledge", "override"], body: OversightRequest,
+            token: str, *, state: str | None = None) -> OversightOut:
     """Record a human decision on an incident (EU AI Act Art. 14; ISO 42001 A.9.2) and act on it."""
     now = datetime.now(UTC)
     with agent.store.transaction() as s:
@@ -267,7 +527,8 @@ def oversee(agent: Agent, incident_id: int, action: str, body: OversightRequest,
             check = _check_of(inc.kind)
             row = s.get(Decision, (inc.system_id, check, inc.subject))
             if row is not None:
-                row.state, row.breach_streak, row.ok_streak = "ok", 0, 0
+                # accepted by a person: no new incident for this subject until the metric has recovered once
+                row.detail = {**(row.detail or {}), "suppressed": True, "override_by": body.by}
             v = Verdict(check, inc.subject, "ok", summary=f"overridden by {body.by}: {body.reason}")
             agent.incidents.apply(s, system=system, verdict=v, transition=Transition("breach", "ok"),
                                   window=None, now=now)
@@ -276,8 +537,11 @@ def oversee(agent: Agent, incident_id: int, action: str, body: OversightRequest,
             v = Verdict(check, inc.subject, "breach", summary=f"forced open by {body.by}: {body.reason}")
             agent.incidents.apply(s, system=system, verdict=v, transition=Transition("ok", "breach"),
                                   window=None, now=now)
+        s.flush()
+        status = inc.status
     agent.deliver()
-    return {"incident_id": incident_id, "action": action, "evidence_seq": record.seq}
+    return OversightOut.model_validate({"incident_id": incident_id, "action": action, "status": status,
+                                        "evidence_seq": record.seq})
 
 
 def _check_of(kind: str) -> str:

@@ -10,7 +10,8 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -122,23 +123,93 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_evidence_verify(args: argparse.Namespace) -> int:
     from agent.evidence_pack import verify_path
 
-    ok, message = verify_path(args.path)
+    ok, message = verify_path(args.path, key_file=args.key_file)
     print(message, file=sys.stdout if ok else sys.stderr)
     return EXIT_OK if ok else EXIT_BREACH
+
+
+@contextmanager
+def _evidence(config: str) -> Iterator[tuple[Any, Any, Any]]:
+    """The config, its ledger (control mapping and signing key) and its state store, closed afterwards."""
+    from agent.evidence import ledger_from_config
+    from agent.store import Store
+
+    cfg = _load(config)
+    ledger = ledger_from_config(cfg.agent.evidence, Path(config).resolve().parent)
+    store = Store(cfg.agent.state_url.get_secret_value())
+    try:
+        yield cfg, ledger, store
+    finally:
+        store.close()
 
 
 def cmd_evidence_export(args: argparse.Namespace) -> int:
     from agent.evidence_pack import export_pack
 
-    cfg = _load(args.config)
-    from agent.store import Store
+    with _evidence(args.config) as (_, ledger, store):
+        manifest = export_pack(store, Path(args.out), since=args.since, until=args.until, system=args.system,
+                               signer=ledger.signer, control_map=ledger.control_map)
+    signed = " (signed)" if "signature" in manifest else ""
+    print(f"wrote {manifest['records']} record(s) to {args.out}{signed} (verify with: aims-agent evidence verify "
+          f"{args.out})")
+    return EXIT_OK
 
-    store = Store(cfg.agent.state_url.get_secret_value())
+
+def cmd_evidence_purge(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from agent.retention import purge
+
     try:
-        manifest = export_pack(store, Path(args.out), since=args.since, until=args.until, system=args.system)
-    finally:
-        store.close()
-    print(f"wrote {manifest['records']} record(s) to {args.out} (verify with: aims-agent evidence verify {args.out})")
+        now = datetime.fromisoformat(args.now) if args.now else datetime.now(UTC)
+    except ValueError:
+        _fail(f"--now {args.now!r} is not an ISO 8601 time")
+    with _evidence(args.config) as (cfg, ledger, store):
+        result = purge(store, ledger, now if now.tzinfo else now.replace(tzinfo=UTC),
+                       cfg.agent.evidence.retention_days, dry_run=args.dry_run)
+    print(result.describe())
+    return EXIT_OK
+
+
+def cmd_evidence_push(args: argparse.Namespace) -> int:
+    from agent.evidence_pack import push_to_grc
+
+    with _evidence(args.config) as (cfg, ledger, store):
+        result = push_to_grc(store, cfg.agent.evidence, since=args.since, until=args.until, system=args.system,
+                             signer=ledger.signer, control_map=ledger.control_map)
+    what = "new evidence" if result.created else f"revision {result.version} of evidence"
+    print(f"pushed the pack (sha256 {result.sha256}) as {what} {result.evidence_id}; linked to "
+          f"{len(result.linked)} requirement assessment(s)"
+          + (f"; no requirement assessment for {', '.join(result.unmatched)}" if result.unmatched else ""))
+    return EXIT_OK
+
+
+def cmd_modelcard(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from agent.modelcard import model_card_section
+
+    with _evidence(args.config) as (cfg, _, store):
+        try:
+            cfg.system(args.system)
+        except KeyError:
+            _fail(f"no system {args.system!r} in {args.config}")
+        text = model_card_section(store, cfg, args.system, datetime.now(UTC), days=args.days)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_risk_export(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from agent.risk import render_risk, risk_register
+
+    with _evidence(args.config) as (cfg, _, store):
+        entries = risk_register(store, cfg, datetime.now(UTC), days=args.days)
+    sys.stdout.write(render_risk(entries, args.format))
     return EXIT_OK
 
 
@@ -189,14 +260,45 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evidence", help="evidence ledger tools").add_subparsers(dest="evidence_cmd", required=True)
     s = ev.add_parser("verify", help="verify a ledger (state store URL or config) or an exported pack")
     s.add_argument("path", help="an evidence pack folder, a records .jsonl file, a config file or a database URL")
+    s.add_argument("--key-file", help="check the signature with this key: the published Ed25519 public key "
+                   "(PEM) or the shared HMAC secret")
     s.set_defaults(func=cmd_evidence_verify)
-    s = ev.add_parser("export", help="export a period as an evidence pack")
+    s = ev.add_parser("export", help="export a period as an evidence pack (records, controls.csv, report.html, "
+                      "manifest)")
+    s.add_argument("--config", required=True)
+    s.add_argument("--since", help="from (ISO 8601, inclusive)")
+    s.add_argument("--until", help="until (ISO 8601, exclusive)")
+    s.add_argument("--system", help="only this system's records (others are withheld as digests)")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_evidence_export)
+    s = ev.add_parser("purge", help="remove evidence older than agent.evidence.retention_days (the chain stays "
+                      "verifiable)")
+    s.add_argument("--config", required=True)
+    s.add_argument("--dry-run", action="store_true", help="say what would be purged, change nothing")
+    s.add_argument("--now", help="purge as if it were this ISO 8601 time (UTC)")
+    s.set_defaults(func=cmd_evidence_purge)
+    s = ev.add_parser("push", help="export a period and push it to the GRC tool in agent.evidence.grc (CISO "
+                      "Assistant)")
     s.add_argument("--config", required=True)
     s.add_argument("--since")
     s.add_argument("--until")
     s.add_argument("--system")
-    s.add_argument("--out", required=True)
-    s.set_defaults(func=cmd_evidence_export)
+    s.set_defaults(func=cmd_evidence_push)
+
+    s = sub.add_parser("modelcard", help="print the monitoring section of a system's model card (Markdown)")
+    s.add_argument("--config", required=True)
+    s.add_argument("system")
+    s.add_argument("--days", type=int, default=90, help="the period to summarise (default 90 days)")
+    s.add_argument("-o", "--output", help="write to this file instead of stdout")
+    s.set_defaults(func=cmd_modelcard)
+
+    rk = sub.add_parser("risk", help="AI risk signals for the risk register").add_subparsers(dest="risk_cmd",
+                                                                                          required=True)
+    s = rk.add_parser("export", help="one risk-register entry per system and monitored risk")
+    s.add_argument("--config", required=True)
+    s.add_argument("--format", choices=["csv", "json"], default="csv")
+    s.add_argument("--days", type=int, default=90, help="the period the likelihood is judged on (default 90)")
+    s.set_defaults(func=cmd_risk_export)
     return p
 
 

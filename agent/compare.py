@@ -110,7 +110,10 @@ def compute(args: argparse.Namespace) -> dict[str, Any]:
                 if col not in df.columns:
                     raise InputError(f"column {col!r} is not in the {name} file")
     else:
-        columns = [c for c in ref.columns if c in cur.columns and c not in special]
+        # timestamps are not model inputs: by default they are left out of drift (name them to include)
+        columns = [c for c in ref.columns if c in cur.columns and c not in special
+                   and not pd.api.types.is_datetime64_any_dtype(ref[c])
+                   and not pd.api.types.is_datetime64_any_dtype(cur[c])]
     kinds: dict[str, Any] = {}
     for c in columns:
         if c in categorical:
@@ -205,7 +208,7 @@ def render_text(r: dict[str, Any]) -> str:
     lines.append(f"  {'column':<24} {'kind':<12} {'method':<16} {'score':>12} {'threshold':>10}  drifted")
     for c in d["columns"]:
         score = "n/a" if c["score"] is None else f"{c['score']:.6g}"
-        lines.append(f"  {c['column']:<24} {c['kind']:<12} {c['method']:<16} {score:>12} {c['threshold']:>10g}  "
+        lines.append(f"  {c['column']:<24} {c['kind']:<12} {c['method']:<16} {score:>12} {_f(c['threshold']):>10}  "
                      f"{'YES' if c['drifted'] else 'no'}")
     for f in r.get("fairness", []):
         lines += ["", f"FAIRNESS by {f['sensitive']}" + (f": BREACH {', '.join(f['breaches'])}"
@@ -231,7 +234,7 @@ def render_html(r: dict[str, Any]) -> str:
     e = html.escape
     rows = "".join(
         f"<tr class='{'bad' if c['drifted'] else ''}'><td>{e(c['column'])}</td><td>{e(c['kind'])}</td>"
-        f"<td>{e(c['method'])}</td><td>{_f(c['score'])}</td><td>{c['threshold']:g}</td>"
+        f"<td>{e(c['method'])}</td><td>{_f(c['score'])}</td><td>{_f(c['threshold'])}</td>"
         f"<td>{'yes' if c['drifted'] else 'no'}</td></tr>" for c in r["drift"]["columns"])
     fair = ""
     for f in r.get("fairness", []):

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-START = datetime(2026, 3, 2, tzinfo=UTC)
 DRIFT_DAY, BIAS_DAY, FIX_DAY = 6, 8, 11  # zero-based: day 7, day 9, day 12
 REGIONS = ["north", "south", "east", "west", "capital"]
 EMPLOYMENT = ["salaried", "self_employed", "contract", "retired", "student"]
@@ -131,6 +130,8 @@ def run_demo(*, out: Path, days: int = 14, serve_port: int | None = None, fast: 
 
     console = Console()
     days = max(days, FIX_DAY + 3)
+    # the simulated days are the last ones before today, so "the last 90 days" of evidence includes them
+    day_one = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days)
     per_hour = 40 if fast else 120
     if out.exists():
         shutil.rmtree(out)
@@ -141,7 +142,7 @@ def run_demo(*, out: Path, days: int = 14, serve_port: int | None = None, fast: 
     console.print("A credit-scoring model (EU AI Act high-risk, we are its deployer) logs every prediction to "
                   f"SQLite. The agent judges each day as a window. Simulating {days} days, "
                   f"{per_hour * 24} applications a day.\n")
-    ref = pd.concat([applicants(rng, per_hour * 24 * 2 // 24, 0, START - timedelta(days=30, hours=h))
+    ref = pd.concat([applicants(rng, per_hour * 24 * 2 // 24, 0, day_one - timedelta(days=30, hours=h))
                      for h in range(24)], ignore_index=True)
     ref.to_parquet(out / "reference.parquet", index=False)
     db = out / "predictions.db"
@@ -155,9 +156,9 @@ def run_demo(*, out: Path, days: int = 14, serve_port: int | None = None, fast: 
     con.commit()
     cfg_path = out / "config.yaml"
     cfg_path.write_text(CONFIG.format(state=out / "state.db", db=db, port=serve_port or 9464,
-                                        start=START.isoformat()), encoding="utf-8")
+                                        start=day_one.isoformat()), encoding="utf-8")
     cfg = load_config(cfg_path, sink_config=sink_config_model)
-    clock_now = [START]
+    clock_now = [day_one]
     agent = Agent(cfg, base_dir=out, clock=lambda: clock_now[0])
     agent.record_config_loaded(str(cfg_path))
     system = cfg.systems[0]
@@ -167,7 +168,7 @@ def run_demo(*, out: Path, days: int = 14, serve_port: int | None = None, fast: 
         task = progress.add_task("simulated hours", total=days * 24)
         for hour in range(days * 24):
             day = hour // 24
-            now = START + timedelta(hours=hour)
+            now = day_one + timedelta(hours=hour)
             batch = applicants(rng, per_hour, day, now)
             batch.drop(columns=["repaid"]).to_sql("predictions", con, if_exists="append", index=False)
             # the outcome becomes known later; a few loans are never labelled within the delay
@@ -178,10 +179,10 @@ def run_demo(*, out: Path, days: int = 14, serve_port: int | None = None, fast: 
             clock_now[0] = now + timedelta(hours=1)
             for o in agent.run_system(system.id, clock_now[0]):
                 agent.deliver(clock_now[0])
-                wday = (o.window_start - START).days + 1
+                wday = (o.window_start - day_one).days + 1
                 entry = timeline.setdefault(wday, {"rows": o.rows, "verdicts": {}})
                 entry["verdicts"].update({f"{v.check}:{v.subject}": v.state for v in o.verdicts})
-                today = (clock_now[0] - START).days
+                today = (clock_now[0] - day_one).days
                 for c in o.changes:
                     progress.console.print(f"  day {today:>2}  [bold]{c.action.upper():<8}[/] {c.title}")
             agent.deliver(clock_now[0])
@@ -214,7 +215,11 @@ def run_demo(*, out: Path, days: int = 14, serve_port: int | None = None, fast: 
         console.rule()
     console.print(f"[bold]Evidence[/]: {manifest['records']} hash-chained records, verified intact ({n}); "
                   f"pack in {pack}\n  verify yourself: aims-agent evidence verify {pack}")
-    console.print(f"[bold]Config[/]: {cfg_path}  (try: aims-agent inventory --config {cfg_path})")
+    console.print(f"[bold]Auditor's report[/]: {pack / 'report.html'} (drift, fairness and performance over the "
+                  "period, incident timelines, records per ISO 42001 Annex A control)")
+    console.print(f"[bold]Config[/]: {cfg_path}\n  try: aims-agent inventory --config {cfg_path}\n"
+                  f"       aims-agent modelcard --config {cfg_path} {system.id}\n"
+                  f"       aims-agent risk export --config {cfg_path} --format csv")
     if serve_port is None:
         console.print("[bold]Metrics[/]: run `aims-agent demo --serve` and open "
                       "http://127.0.0.1:9464/metrics (API docs at /docs)")

@@ -81,7 +81,7 @@ def _num(x: float | None) -> float | None:
 
 def column_json(c: ColumnDrift) -> dict[str, Any]:
     return {"column": c.column, "kind": c.kind, "method": c.method, "score": _num(c.score),
-            "threshold": c.threshold, "drifted": bool(c.drifted), "status": c.status}
+            "threshold": _num(c.threshold), "drifted": bool(c.drifted), "status": c.status}
 
 
 def fairness_json(r: FairnessResult) -> dict[str, Any]:

@@ -1,29 +1,69 @@
 """Evidence packs for auditors: export a period of the ledger and verify a pack (or a ledger) offline.
 
-A pack is a folder: ``records.jsonl`` (the chain for the period; with ``--system``, other systems'
-records are withheld as digests so the chain still verifies), ``controls.csv`` (records per control),
-and ``manifest.json`` (period, anchors of the chain, and the SHA-256 of every file).
+A pack is a folder:
+
+- ``records.jsonl``: the chain for the period (with ``system``, other systems' records are withheld as
+  digests so the chain still verifies);
+- ``controls.csv``: records per control (framework, control, title, records, kinds, first, last), plus
+  every ISO/IEC 42001 Annex A control that has no evidence in the period;
+- ``report.html``: a self-contained report with drift, fairness and performance charts per system and
+  each incident's timeline;
+- ``manifest.json``: period, the chain's anchor (the hash before the first record) and head, the SHA-256
+  of every file and, when a signing key is configured, a signature over all of that.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
+import re
+import tempfile
+import zipfile
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Text, func, select, type_coerce
 
 from agent import __version__
-from agent.evidence import GENESIS, Record, iso, read_jsonl, verify_ledger, verify_records
+from agent.evidence import (
+    ANNEX_A,
+    GENESIS,
+    SIGNATURE_SEQ,
+    ControlMap,
+    Ed25519Signer,
+    HeadSigner,
+    Record,
+    Stub,
+    canonical,
+    check_ledger,
+    check_signed_head,
+    iso,
+    iter_ledger,
+    iter_verified,
+    load_verifier,
+    read_jsonl,
+    read_signed_head,
+    verify_records,
+)
+from agent.report import REPORTED_KINDS, ControlRow, ReportData, render_html
 from agent.schema import EvidenceRecord
 from agent.store import Store
 from config.errors import AimsError, EvidenceError, InputError, LedgerIntegrityError
+from config.model import EvidenceConfig
 
-FORMAT = "aims-evidence-pack/1"
+if TYPE_CHECKING:
+    from connectors.grc.ciso_assistant import PushResult
+
+FORMAT = "aims-evidence-pack/2"
+FORMATS = {"aims-evidence-pack/1": ("records.jsonl", "controls.csv"),
+           FORMAT: ("records.jsonl", "controls.csv", "report.html")}
+SIGNATURE_FORMAT = "aims-evidence-pack-signature/1"
+CSV_HEADER = ["framework", "control", "title", "records", "kinds", "first", "last", "agent", "applicable"]
 
 
 def _parse_when(value: str | None, name: str) -> str | None:
@@ -44,52 +84,101 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _control_key(control: str) -> tuple[int, str, list[Any]]:
+    fw, _, cid = control.partition(":")
+    order = {"iso42001": 0, "iso27001": 1, "eu_ai_act": 2, "nist_ai_rmf": 3}.get(fw, 9)
+    return order, fw, [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", cid)]
+
+
+def control_rows(per_control: dict[str, dict[str, Any]], control_map: ControlMap) -> list[ControlRow]:
+    """The per-control summary: controls with evidence, and Annex A controls without any."""
+    rows = []
+    for control in sorted(set(per_control) | set(control_map.catalogue()), key=_control_key):
+        fw, _, cid = control.partition(":")
+        pc = per_control.get(control, {"records": 0, "kinds": set(), "first": None, "last": None})
+        agent = ANNEX_A[cid][1] if fw == "iso42001" and cid in ANNEX_A else ""
+        rows.append(ControlRow(fw, cid, control_map.title(control), pc["records"], sorted(pc["kinds"]),
+                               pc["first"], pc["last"], agent, control not in control_map.not_applicable))
+    return rows
+
+
 def export_pack(store: Store, out: Path, *, since: str | None = None, until: str | None = None,
-                system: str | None = None) -> dict[str, Any]:
+                system: str | None = None, signer: HeadSigner | None = None,
+                control_map: ControlMap | None = None) -> dict[str, Any]:
+    """Write a pack for ``[since, until)`` into ``out`` and return its manifest.
+
+    With ``signer``, the ledger from the pack's first record to its head is verified against the
+    ledger's signed head first (a rewritten ledger is never signed), then the manifest is signed.
+    """
+    control_map = control_map or ControlMap()
     lo, hi = _parse_when(since, "since"), _parse_when(until, "until")
     out.mkdir(parents=True, exist_ok=True)
     per_control: dict[str, dict[str, Any]] = defaultdict(lambda: {"records": 0, "kinds": set(), "first": None,
                                                                   "last": None})
+    report = ReportData()
     count = total = 0
     first_seq = last_seq = None
     anchor = GENESIS
     head = GENESIS
     records_path = out / "records.jsonl"
+    t = EvidenceRecord.__table__.c
+    # the JSON columns are read as their stored text and written into the pack as they are: decoding and
+    # re-encoding every payload would be most of the export's time
+    q = select(t.seq, t.ts, t.kind, t.system_id, type_coerce(t.controls, Text), type_coerce(t.payload, Text),
+               t.prev_hash, t.hash).where(t.seq > SIGNATURE_SEQ).order_by(t.seq)
+    if lo:
+        q = q.where(t.ts >= lo)
+    if hi:
+        q = q.where(t.ts < hi)
+    controls_cache: dict[str, list[str]] = {}
     with store.session() as s:
-        q = select(EvidenceRecord).order_by(EvidenceRecord.seq)
-        if lo:
-            q = q.where(EvidenceRecord.ts >= lo)
-        if hi:
-            q = q.where(EvidenceRecord.ts < hi)
         with records_path.open("w", encoding="utf-8") as fh:
-            for row in s.execute(q.execution_options(yield_per=2000)).scalars():
-                rec = Record.from_row(row)
+            for seq, ts, kind, system_id, controls_raw, payload_raw, prev_hash, rec_hash in s.execute(
+                    q.execution_options(yield_per=2000)):
+                controls_text = _json_text(controls_raw)
+                payload_text = _json_text(payload_raw)
                 if first_seq is None:
-                    first_seq, anchor = rec.seq, rec.prev_hash
-                elif last_seq is not None and rec.seq != last_seq + 1:
-                    raise EvidenceError(f"ledger records {last_seq + 1}..{rec.seq - 1} are missing from the store")
-                last_seq, head = rec.seq, rec.hash
+                    first_seq, anchor = seq, prev_hash
+                elif last_seq is not None and seq != last_seq + 1:
+                    raise EvidenceError(f"ledger records {last_seq + 1}..{seq - 1} are missing from the store "
+                                        "(or their timestamps fall outside the period)")
+                last_seq, head = seq, rec_hash
                 total += 1
-                if system and rec.system_id not in (system, None):
-                    fh.write(json.dumps(rec.stub(), sort_keys=True) + "\n")
-                    continue
-                fh.write(json.dumps(rec.to_json(), sort_keys=True, ensure_ascii=False) + "\n")
+                controls = controls_cache.get(controls_text)
+                if controls is None:
+                    controls = controls_cache.setdefault(controls_text, json.loads(controls_text))
+                wanted = not system or system_id in (system, None)
+                if not wanted or kind in REPORTED_KINDS:
+                    rec = Record(seq, ts, kind, system_id, controls, json.loads(payload_text), prev_hash, rec_hash,
+                                 parsed=True)
+                    if not wanted:
+                        fh.write(json.dumps(rec.stub(), sort_keys=True) + "\n")
+                        continue
+                    report.add(rec)
+                else:
+                    report.count(ts, kind, system_id, controls)
+                fh.write(f'{{"controls":{controls_text},"hash":"{rec_hash}","kind":{json.dumps(kind)},'
+                         f'"payload":{payload_text},"prev_hash":"{prev_hash}","seq":{seq},'
+                         f'"system":{json.dumps(system_id)},"ts":{json.dumps(ts)}}}\n')
                 count += 1
-                for control in rec.controls:
+                for control in controls:
                     pc = per_control[control]
                     pc["records"] += 1
-                    pc["kinds"].add(rec.kind)
-                    pc["first"] = pc["first"] or rec.ts
-                    pc["last"] = rec.ts
-        ledger_len = s.execute(select(func.count()).select_from(EvidenceRecord)).scalar_one()
+                    pc["kinds"].add(kind)
+                    pc["first"] = pc["first"] or ts
+                    pc["last"] = ts
+        ledger_len = s.execute(select(func.count()).select_from(EvidenceRecord)
+                               .where(EvidenceRecord.seq > SIGNATURE_SEQ)).scalar_one()
+        if signer is not None:
+            _check_before_signing(s, signer, first_seq, anchor, last_seq, head, records_path)
+    rows = control_rows(per_control, control_map)
     controls_path = out / "controls.csv"
     with controls_path.open("w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
-        w.writerow(["framework", "control", "records", "record_kinds", "first", "last"])
-        for control in sorted(per_control):
-            fw, _, cid = control.partition(":")
-            pc = per_control[control]
-            w.writerow([fw, cid, pc["records"], " ".join(sorted(pc["kinds"])), pc["first"], pc["last"]])
+        w.writerow(CSV_HEADER)
+        for r in rows:
+            w.writerow([r.framework, r.control, r.title, r.records, " ".join(r.kinds), r.first or "", r.last or "",
+                        r.agent, "yes" if r.applicable else "no"])
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "generator": f"aims-agent {__version__}",
@@ -99,20 +188,102 @@ def export_pack(store: Store, out: Path, *, since: str | None = None, until: str
         "records": count,
         "chain": {"first_seq": first_seq, "last_seq": last_seq, "anchor_prev_hash": anchor, "head_hash": head,
                   "length": total, "ledger_records_at_export": ledger_len},
-        "files": {p.name: sha256_file(p) for p in (records_path, controls_path)},
+        "controls_source": str(control_map.source.name),
     }
+    report_path = out / "report.html"
+    report_path.write_text(render_html(report, manifest=manifest, controls=rows), encoding="utf-8")
+    manifest["files"] = {p.name: sha256_file(p) for p in (records_path, controls_path, report_path)}
+    if signer is not None:
+        manifest["signature"] = {**signer.public(), "value": signer.sign(_signed_content(manifest))}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return manifest
 
 
-def verify_pack(folder: Path) -> int:
+def _check_before_signing(s: Any, signer: HeadSigner, first_seq: int | None, anchor: str, last_seq: int | None,
+                          head: str, records_path: Path) -> None:
+    """The exported records, and everything after them up to the ledger's signed head, must verify."""
+    if first_seq is None or last_seq is None:  # an empty period: the whole ledger must verify instead
+        check_ledger(s, verifier=signer)
+        return
+    verify_records(read_jsonl(records_path), expect_start=first_seq, expect_prev=anchor)
+    end_seq, end_hash = last_seq, head
+    for rec in iter_verified(iter_ledger(s, after=last_seq), last_seq + 1, head):
+        end_seq, end_hash = rec.seq, rec.hash
+    check_signed_head(read_signed_head(s), end_seq, end_hash, signer)
+
+
+def _json_text(value: Any) -> str:
+    """A JSON column's stored text (drivers that decode JSON themselves hand back the value instead)."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _signed_content(manifest: dict[str, Any]) -> bytes:
+    return canonical({"signature_format": SIGNATURE_FORMAT,
+                      **{k: v for k, v in manifest.items() if k != "signature"}})
+
+
+def export_zip(store: Store, *, since: str | None = None, until: str | None = None, system: str | None = None,
+               signer: HeadSigner | None = None, control_map: ControlMap | None = None) -> bytes:
+    """The pack as a zip (files under ``evidence-pack/``), for the API; unzip and verify it as a folder."""
+    with tempfile.TemporaryDirectory(prefix="aims-pack-") as tmp:
+        pack = Path(tmp) / "evidence-pack"
+        export_pack(store, pack, since=since, until=until, system=system, signer=signer, control_map=control_map)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for f in sorted(pack.iterdir()):
+                zf.write(f, f"evidence-pack/{f.name}")
+        return buf.getvalue()
+
+
+def push_to_grc(store: Store, evidence_cfg: EvidenceConfig, *, since: str | None = None, until: str | None = None,
+                system: str | None = None, signer: HeadSigner | None = None,
+                control_map: ControlMap | None = None) -> PushResult:
+    """Export the period and push it to the configured GRC tool (``agent.evidence.grc``)."""
+    from connectors.grc.ciso_assistant import CisoAssistant
+
+    grc = evidence_cfg.grc
+    if grc is None:
+        raise InputError("no GRC tool configured (agent.evidence.grc)")
+    archive = export_zip(store, since=since, until=until, system=system, signer=signer, control_map=control_map)
+    with zipfile.ZipFile(io.BytesIO(archive)) as zf:
+        manifest = json.loads(zf.read("evidence-pack/manifest.json"))
+        with zf.open("evidence-pack/controls.csv") as fh:
+            evidenced = [f"{r['control']}" for r in csv.DictReader(io.TextIOWrapper(fh, encoding="utf-8"))
+                         if r["framework"] == "iso42001" and int(r["records"] or 0) > 0]
+    chain = manifest["chain"]
+    period = manifest["period"]
+    name = grc.evidence_name + (f" ({system})" if system else "")
+    client = CisoAssistant(grc.url, grc.token.get_secret_value(), allowed_hosts=grc.allowed_hosts,
+                           timeout_s=grc.timeout_s)
+    try:
+        return client.push_pack(
+            archive=archive, filename=f"aims-evidence-{(period['until'] or manifest['generated_at'])[:10]}.zip",
+            name=name, folder=grc.folder, compliance_assessment=grc.compliance_assessment, controls=evidenced,
+            description="Monitoring evidence exported by aims-agent: hash-chained records, per-control summary, "
+                        "report. Verify offline with `aims-agent evidence verify`.",
+            observation=f"period {period['since'] or 'start'} to {period['until'] or manifest['generated_at']}; "
+                        f"records {chain['first_seq']}..{chain['last_seq']}; chain head {chain['head_hash']}")
+    finally:
+        client.close()
+
+
+def verify_pack(folder: Path, *, verifier: HeadSigner | None = None) -> int:
+    return verify_pack_report(folder, verifier=verifier)[0]
+
+
+def verify_pack_report(folder: Path, *, verifier: HeadSigner | None = None) -> tuple[int, str]:
+    """Verify a pack folder; returns (records verified, what was established about its signature)."""
     try:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise EvidenceError(f"{folder}: cannot read manifest.json: {exc}") from exc
-    if manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") not in FORMATS:
         raise EvidenceError(f"{folder}: not an evidence pack (format {manifest.get('format')!r})")
-    for name, digest in manifest.get("files", {}).items():
+    files = manifest.get("files", {})
+    for name in FORMATS[manifest["format"]]:
+        if name not in files:
+            raise LedgerIntegrityError(f"the manifest does not list {name}", seq=None)
+    for name, digest in files.items():
         path = folder / name
         if not path.exists():
             raise LedgerIntegrityError(f"{name} is missing from the pack", seq=None)
@@ -120,34 +291,72 @@ def verify_pack(folder: Path) -> int:
             raise LedgerIntegrityError(f"{name} was altered (SHA-256 differs from the manifest)", seq=None)
     chain = manifest.get("chain", {})
     first = chain.get("first_seq")
-    records = list(read_jsonl(folder / "records.jsonl"))
-    n = verify_records(records, expect_start=first if first is not None else 1,
+    last: list[Record | Stub] = []
+
+    def remember(records: Iterator[Record | Stub]) -> Iterator[Record | Stub]:
+        for rec in records:  # streamed: a pack may hold millions of records
+            last[:] = [rec]
+            yield rec
+
+    n = verify_records(remember(read_jsonl(folder / "records.jsonl")), expect_start=first if first is not None else 1,
                        expect_prev=chain.get("anchor_prev_hash", GENESIS))
-    if n != chain.get("length", n) or (records and records[-1].hash != chain.get("head_hash")):
-        at = (records[-1].seq + 1) if records else first
+    if n != chain.get("length", n):
+        at = (last[0].seq + 1) if last else first
         raise LedgerIntegrityError(f"the pack ends early: {n} of {chain.get('length')} records "
                                    f"(first missing: {at})", seq=at)
-    if sha256_file(folder / "records.jsonl") != manifest.get("files", {}).get("records.jsonl"):
+    if last and last[0].hash != chain.get("head_hash"):
+        raise LedgerIntegrityError(f"record {last[0].seq}'s hash is not the manifest's head: the chain was "
+                                   "rewritten", seq=last[0].seq)
+    if sha256_file(folder / "records.jsonl") != files.get("records.jsonl"):
         raise LedgerIntegrityError("records.jsonl differs from the manifest's digest although the chain holds",
                                    seq=None)
-    return n
+    return n, _check_pack_signature(manifest, verifier)
 
 
-def verify_path(target: str) -> tuple[bool, str]:
+def _check_pack_signature(manifest: dict[str, Any], verifier: HeadSigner | None) -> str:
+    sig = manifest.get("signature")
+    if not isinstance(sig, dict):
+        if verifier is not None:
+            raise LedgerIntegrityError("the pack is not signed, but a key to check it with was given", seq=None)
+        return "not signed"
+    algorithm, key_id, value = sig.get("algorithm"), sig.get("key_id"), str(sig.get("value", ""))
+    message = _signed_content(manifest)
+    if verifier is None:
+        if algorithm == "ed25519" and isinstance(sig.get("public_key"), str):
+            embedded = Ed25519Signer.from_public_raw(sig["public_key"])
+            if embedded.key_id != key_id or not embedded.verify(message, value):
+                raise LedgerIntegrityError("the pack's signature does not match its manifest", seq=None)
+            return (f"valid for the Ed25519 key carried in the manifest (key id {key_id}); pass that key's "
+                    "published public key with --key-file to pin it")
+        return f"present ({algorithm}, key {key_id}), not checked: give the key with --key-file"
+    if key_id != verifier.key_id or algorithm != verifier.algorithm:
+        raise LedgerIntegrityError(f"the pack is signed with {algorithm} key {key_id}, not with the given "
+                                   f"{verifier.algorithm} key {verifier.key_id}", seq=None)
+    if not verifier.verify(message, value):
+        raise LedgerIntegrityError("the pack's signature does not match its manifest: the manifest or a file "
+                                   "it lists was altered", seq=None)
+    return f"verified ({algorithm}, key {key_id})"
+
+
+def verify_path(target: str, *, key_file: str | None = None) -> tuple[bool, str]:
     """Verify a pack folder, a records .jsonl file, a config file's ledger or a database URL's ledger."""
     try:
+        verifier = load_verifier(Path(key_file)) if key_file else None
         path = Path(target)
         if path.is_dir():
-            n = verify_pack(path)
-            return True, f"{target}: intact evidence pack ({n} records)"
+            n, sig = verify_pack_report(path, verifier=verifier)
+            return True, f"{target}: intact evidence pack ({n} records); signature: {sig}"
         if path.suffix in (".jsonl", ".ndjson") and path.exists():
             n = verify_records(read_jsonl(path), expect_start=None, expect_prev=None)
             return True, f"{target}: intact chain of {n} records"
         if path.suffix in (".yaml", ".yml") and path.exists():
+            from agent.evidence import signer_from_config
             from config.loader import load_config
             from connectors.registry import sink_config_model
 
-            url = load_config(path, sink_config=sink_config_model).agent.state_url.get_secret_value()
+            cfg = load_config(path, sink_config=sink_config_model)
+            url = cfg.agent.state_url.get_secret_value()
+            verifier = verifier or signer_from_config(cfg.agent.evidence, path.resolve().parent)
         elif "://" in target:
             url = target
         else:
@@ -155,10 +364,10 @@ def verify_path(target: str) -> tuple[bool, str]:
         store = Store(url, migrate=False)
         try:
             with store.session() as s:
-                n = verify_ledger(s)
+                result = check_ledger(s, verifier=verifier)
         finally:
             store.close()
-        return True, f"ledger intact: {n} records"
+        return True, result.describe()
     except LedgerIntegrityError as exc:
         where = f" (first bad record: {exc.seq})" if exc.seq is not None else ""
         return False, f"aims-agent: evidence verification FAILED: {exc}{where}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import platform
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -14,11 +15,12 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString as _untyped_float_to_go
 from sqlalchemy import func, select
 
 from agent import __version__
 from agent.decisions import STATES
-from agent.schema import CheckStat, Decision, Incident, MetricValue, OutboxMessage
+from agent.schema import CheckStat, Decision, Incident, LedgerHead, MetricValue, OutboxMessage
 from agent.store import Store
 
 PREFIX = "aims_"
@@ -46,16 +48,44 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "window_labelled_rows": ("Rows with ground truth in the last window judged on labels.", ()),
 }
 CAPPED = {"feature_drift_score", "feature_drift_detected", "data_quality_missing_share"}
+# stored family -> exported name, where Prometheus naming rules want another name (a gauge may not end
+# in `_count`, which is reserved for histograms and summaries)
+EXPORTED = {"fairness_group_count": "fairness_group_rows"}
+
+
+class StageTimings:
+    """Per (system, stage) outcome of this replica's last check: the runner's ``stage_hook``.
+
+    Stages are ``read`` (reference and window from the source), ``metrics`` (drift, quality,
+    performance, fairness) and ``commit`` (decisions, incidents, evidence in one transaction). Like
+    node_exporter's ``node_scrape_collector_*``, these describe this process's own work, so with
+    several replicas each one reports the systems it checked.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: dict[tuple[str, str], tuple[float, bool]] = {}
+        self.generation = 0  # bumped on every change, so a cached exposition knows it is stale
+
+    def __call__(self, system_id: str, stage: str, seconds: float, ok: bool) -> None:
+        with self._lock:
+            self._last[(system_id, stage)] = (seconds, ok)
+            self.generation += 1
+
+    def snapshot(self) -> list[tuple[str, str, float, bool]]:
+        with self._lock:
+            return [(sid, stage, sec, ok) for (sid, stage), (sec, ok) in sorted(self._last.items())]
 
 
 class StateCollector(Collector):
     """Reads the latest values and counters from the store; nothing is cached between scrapes."""
 
     def __init__(self, store: Store, *, max_series_per_system: int = 500,
-                 outbox_totals: Any | None = None) -> None:
+                 outbox_totals: Any | None = None, stages: StageTimings | None = None) -> None:
         self.store = store
         self.cap = max_series_per_system
         self.outbox_totals = outbox_totals
+        self.stages = stages
 
     def describe(self) -> Iterable[Metric]:
         return []  # unchecked collector: families are built per scrape
@@ -71,7 +101,9 @@ class StateCollector(Collector):
             yield from self._decisions(s)
             yield from self._incidents(s)
             yield from self._outbox(s)
-        g = GaugeMetricFamily(f"{PREFIX}scrape_duration_seconds", "Time to build this exposition from the store.")
+        yield from self._stages()
+        g = GaugeMetricFamily(f"{PREFIX}scrape_duration_seconds", "Time the last build of this exposition from "
+                              "the store took.")
         g.add_metric([], time.perf_counter() - t0)
         yield g
 
@@ -86,7 +118,8 @@ class StateCollector(Collector):
                                      by_family.get("feature_drift_detected", []))
         dropped: dict[str, int] = defaultdict(int)
         for family, (help_text, label_names) in FAMILIES.items():
-            fam = GaugeMetricFamily(f"{PREFIX}{family}", help_text, labels=["system", *label_names])
+            fam = GaugeMetricFamily(f"{PREFIX}{EXPORTED.get(family, family)}", help_text,
+                                    labels=["system", *label_names])
             rows_f = sorted(by_family.get(family, []), key=lambda r: (r[0], sorted(r[1].items())))
             for system_id, labels, value in rows_f:
                 if family in CAPPED and system_id in keep and labels.get("feature", "") not in keep[system_id]:
@@ -136,12 +169,24 @@ class StateCollector(Collector):
             dur.add_metric(lbl, float(st.last_duration_s))
         yield from (runs, fails, last_ok, last_run, dur)
 
+    def _stages(self) -> Iterator[Metric]:
+        dur = GaugeMetricFamily(f"{PREFIX}check_stage_duration_seconds", "Duration of each stage (read, metrics, "
+                                "commit) of the last check this replica ran.", labels=["system", "stage"])
+        ok = GaugeMetricFamily(f"{PREFIX}check_stage_success", "1 if the stage of the last check this replica "
+                               "ran succeeded, 0 if it failed.", labels=["system", "stage"])
+        for system_id, stage, seconds, succeeded in (self.stages.snapshot() if self.stages else []):
+            dur.add_metric([system_id, stage], seconds)
+            ok.add_metric([system_id, stage], 1.0 if succeeded else 0.0)
+        yield from (dur, ok)
+
     def _decisions(self, s: Any) -> Iterator[Metric]:
         fam = GaugeMetricFamily(f"{PREFIX}decision_state", "Current decision per system, check and subject "
                                 "(1 for the current state).", labels=["system", "check", "subject", "state"])
-        for d in s.execute(select(Decision).order_by(Decision.system_id, Decision.check, Decision.subject)).scalars():
+        rows = s.execute(select(Decision.system_id, Decision.check, Decision.subject, Decision.state)
+                         .order_by(Decision.system_id, Decision.check, Decision.subject)).all()
+        for system_id, check, subject, current in rows:
             for state in STATES:
-                fam.add_metric([d.system_id, d.check, d.subject, state], 1.0 if d.state == state else 0.0)
+                fam.add_metric([system_id, check, subject, state], 1.0 if current == state else 0.0)
         yield fam
 
     def _incidents(self, s: Any) -> Iterator[Metric]:
@@ -174,6 +219,81 @@ class StateCollector(Collector):
             elif status == "dead":
                 dead.add_metric([sink], float(n))
         yield from (pending, oldest, done, dead)
+
+
+class Exposition:
+    """The /metrics body, rebuilt from the store only when the state changed since the last build.
+
+    Every change the exposition shows (check runs, decisions, incidents, notifications, config loads)
+    appends an evidence record in the same transaction, so the ledger head is the state's version: a
+    scrape costs one single-row query until it moves (or this replica's stage timings change).
+    ``refresh()`` rebuilds unconditionally; the service calls it shortly after checks and once a minute,
+    so scrapes rarely pay for a build and nothing stays stale for longer than that minute.
+    """
+
+    def __init__(self, store: Store, collector: StateCollector) -> None:
+        self.store = store
+        self.collector = collector
+        self._lock = threading.Lock()
+        self._cached: tuple[tuple[int, int], bytes] | None = None
+
+    def version(self) -> tuple[int, int]:
+        with self.store.session() as s:
+            seq = s.execute(select(LedgerHead.seq).where(LedgerHead.id == 1)).scalar_one_or_none()
+        stages = self.collector.stages.generation if self.collector.stages else 0
+        return (int(seq or 0), stages)
+
+    def render(self) -> bytes:
+        version = self.version()
+        cached = self._cached
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        return self._build(version)
+
+    def refresh(self) -> bytes:
+        return self._build(self.version())
+
+    def _build(self, version: tuple[int, int]) -> bytes:
+        # the version is read before the build: a change during the build makes the next scrape rebuild
+        with self._lock:
+            body = render_text(self.collector.collect())
+            self._cached = (version, body)
+        return body
+
+
+def go_float(value: float) -> str:
+    """Format a sample value the way Go (and so Prometheus itself) does."""
+    return str(_untyped_float_to_go(value))  # type: ignore[no-untyped-call]
+
+
+def _label_value(value: str) -> str:
+    if "\\" in value or "\n" in value or '"' in value:
+        return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    return value
+
+
+def render_text(families: Iterable[Metric]) -> bytes:
+    """The Prometheus text format (0.0.4) exactly as ``prometheus_client.generate_latest`` writes it for
+    gauges, counters and info metrics, without its per-sample name validation (our names are fixed and
+    valid), which dominates the cost at tens of thousands of series."""
+    out: list[str] = []
+    for metric in families:
+        name, mtype = metric.name, metric.type
+        if mtype == "counter":
+            name += "_total"
+        elif mtype == "info":
+            name, mtype = name + "_info", "gauge"
+        elif mtype not in ("gauge",):
+            raise ValueError(f"render_text does not handle {mtype} metrics ({metric.name})")
+        doc = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
+        out.append(f"# HELP {name} {doc}\n# TYPE {name} {mtype}\n")
+        for sample in metric.samples:
+            if sample.labels:
+                labels = ",".join(f'{k}="{_label_value(v)}"' for k, v in sorted(sample.labels.items()))
+                out.append(f"{sample.name}{{{labels}}} {go_float(sample.value)}\n")
+            else:
+                out.append(f"{sample.name} {go_float(sample.value)}\n")
+    return "".join(out).encode()
 
 
 def _ts(value: Any) -> float:

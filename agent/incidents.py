@@ -1,10 +1,14 @@
 """Incident lifecycle and the durable outbox that carries it to the sinks.
 
 One open incident per fingerprint (system, kind, subject): opened when a decision enters ``breach``,
-updated when its severity rises, resolved when the decision leaves ``breach``, and a new incident when
-it returns. Every change writes outbox messages in the same transaction, so a crash between deciding
-and notifying loses nothing; the delivery loop retries transient failures with backoff and jitter,
-parks permanent ones, and keeps messages of one ticket in order.
+updated when its severity rises (and, with ``incidents.update_every``, reminded with the latest
+measurement while it stays open), resolved when the decision leaves ``breach``, and a new incident
+when it returns (each sink decides whether that reopens its last ticket or opens a new one). Every
+change writes outbox messages in the same transaction, so a crash between deciding and notifying loses
+nothing; the delivery loop retries transient failures with backoff and jitter, parks permanent ones,
+and keeps messages of one ticket in order. Sinks that must hear about open incidents periodically
+(Alertmanager forgets an alert that is not re-posted) implement ``RefreshingSink`` and are refreshed
+from the delivery loop.
 """
 
 from __future__ import annotations
@@ -12,10 +16,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -25,7 +29,7 @@ from agent.evidence import Ledger
 from agent.playbooks import CHECK_TO_KIND, Content, Playbooks
 from agent.schema import Incident, OutboxMessage, SinkTicket
 from agent.store import Store
-from config.errors import AimsError, SinkError
+from config.errors import AimsError, ConfigError, SinkError
 from config.model import SystemConfig
 from connectors.base import Notice, Sink, TicketRef
 
@@ -42,6 +46,15 @@ def fingerprint(system_id: str, kind: str, subject: str) -> str:
 def utc(ts: datetime) -> datetime:
     """SQLite hands back naive datetimes; everything in the store is UTC."""
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
+
+
+@runtime_checkable
+class RefreshingSink(Protocol):
+    """A sink that must be told about every open incident at least every ``refresh_every``."""
+
+    refresh_every: timedelta
+
+    def refresh(self, notices: Sequence[Notice]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -79,16 +92,44 @@ class IncidentManager:
         if evidence_seq is not None:
             links["evidence"] = f"evidence record {evidence_seq}"
         if transition.after == "breach":
-            content = self.playbooks.render(system=system, verdict=verdict, window=window,
-                                            opened_at=utc(current.opened_at) if current else now, links=links)
+            content = self.playbooks_for(system).render(system=system, verdict=verdict, window=window,
+                                                        opened_at=utc(current.opened_at) if current else now,
+                                                        links=links)
             if current is None:
                 return self._open(session, system, kind, verdict.subject, fp, content, now)
             if SEVERITY_ORDER.get(content.severity, 0) > SEVERITY_ORDER.get(current.severity, 0):
                 return self._update(session, system, current, content, now, reason="severity rose")
+            every = system.incidents.update_every
+            if every is not None and now - utc(current.updated_at) >= every:
+                return self._remind(session, system, current, content, now)
             return None
         if transition.closed and current is not None:
             return self._resolve(session, system, current, now, reason=verdict.summary or "recovered")
         return None
+
+    def playbooks_for(self, system: SystemConfig) -> Playbooks:
+        """The system's playbooks; an unreadable override falls back to the shared ones rather than
+        losing the incident, and says so in the log."""
+        try:
+            return self.playbooks.for_system(system)
+        except ConfigError as exc:
+            log.error("playbook override of %s unusable, using the shared playbooks: %s", system.id, exc)
+            return self.playbooks
+
+    def _remind(self, session: Session, system: SystemConfig, inc: Incident, content: Content,
+                now: datetime) -> IncidentChange:
+        """The incident is still open after ``update_every``: comment with the latest measurement."""
+        inc.updated_at = now
+        inc.content = {**inc.content, "measurement": content.data.get("measurement"),
+                       "window": content.data.get("window"), "summary": content.summary}
+        since = now - utc(inc.opened_at)
+        self._enqueue(session, system, inc, "update",
+                      f"Still open after {_duration(since)}: {content.summary}", now)
+        self.ledger.append(session, "incident_updated", {
+            "incident_id": inc.id, "fingerprint": inc.fingerprint, "reason": "still open",
+            "severity_before": inc.severity, "severity": inc.severity, "summary": content.summary,
+        }, system_id=system.id, now=now)
+        return IncidentChange(inc.id, "update", inc.fingerprint, inc.title)
 
     def _open(self, session: Session, system: SystemConfig, kind: str, subject: str, fp: str,
               content: Content, now: datetime) -> IncidentChange:
@@ -152,6 +193,13 @@ class IncidentManager:
                                       created_at=now))
 
 
+def _duration(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    return f"{days}d {hours}h" if days else f"{hours}h {rest // 60}m"
+
+
 def backoff(attempts: int, retry_after: float | None, rng: random.Random) -> float:
     """Exponential backoff with full jitter, capped; a server's Retry-After wins when it is longer."""
     ceiling = min(MAX_BACKOFF_S, BASE_BACKOFF_S * (2 ** min(attempts, 16)))
@@ -177,6 +225,7 @@ class Outbox:
         self.max_attempts = max_attempts
         self.rng = rng or random.Random()
         self.totals: dict[tuple[str, str], int] = {}
+        self._refreshed: dict[str, datetime] = {}
 
     def pending(self) -> dict[str, int]:
         with self.store.session() as s:
@@ -194,7 +243,46 @@ class Outbox:
         blocked: set[tuple[str, str]] = set()
         for mid in ids:
             self._deliver_one(mid, now, stats, blocked)
+        self.refresh_due(now)
         return stats
+
+    def refresh_due(self, now: datetime) -> None:
+        """Re-post open incidents to the sinks that forget them (Alertmanager), each at its own cadence.
+
+        A failed refresh is retried on the next call; it is not an outbox message, because only the
+        latest state matters and the next refresh carries it.
+        """
+        for name, sink in self.sinks.items():
+            if not isinstance(sink, RefreshingSink):
+                continue
+            last = self._refreshed.get(name)
+            if last is not None and now - last < sink.refresh_every:
+                continue
+            notices = self.open_notices(name)
+            try:
+                sink.refresh(notices)
+            except AimsError as exc:
+                self.totals[(name, "refresh_failed")] = self.totals.get((name, "refresh_failed"), 0) + 1
+                log.warning("refreshing open incidents on %s failed: %s", name, exc)
+                continue
+            self._refreshed[name] = now
+
+    def open_notices(self, sink: str) -> list[Notice]:
+        """A notice per open incident already delivered to ``sink`` whose changes are all delivered."""
+        with self.store.session() as s:
+            pending = {fp for (fp,) in s.execute(select(OutboxMessage.fingerprint).where(
+                OutboxMessage.sink == sink, OutboxMessage.status == "pending")).all()}
+            last = (select(OutboxMessage.incident_id, func.max(OutboxMessage.id).label("last_id"))
+                    .where(OutboxMessage.sink == sink, OutboxMessage.status == "delivered")
+                    .group_by(OutboxMessage.incident_id).subquery())
+            rows = s.execute(select(Incident, last.c.last_id)
+                             .join(last, last.c.incident_id == Incident.id)
+                             .join(SinkTicket, (SinkTicket.fingerprint == Incident.fingerprint)
+                                   & (SinkTicket.sink == sink))
+                             .where(Incident.open_key.is_not(None)).order_by(Incident.id)).all()
+            return [self.notice_for(inc, message_id=int(last), action="update",
+                                    summary=str(inc.content.get("summary", "")), occurred=utc(inc.updated_at))
+                    for inc, last in rows if inc.fingerprint not in pending]
 
     def _deliver_one(self, mid: int, now: datetime, stats: DeliveryStats, blocked: set[tuple[str, str]]) -> None:
         with self.store.transaction() as s:
@@ -264,18 +352,23 @@ class Outbox:
             "attempts": msg.attempts, "error": str(exc)[:500],
         }, system_id=inc.system_id, now=now)
 
-    @staticmethod
-    def _notice(msg: OutboxMessage, inc: Incident) -> Notice:
-        c = inc.content
+    @classmethod
+    def _notice(cls, msg: OutboxMessage, inc: Incident) -> Notice:
         payload = msg.payload
         occurred = datetime.fromisoformat(str(payload.get("occurred_at"))) if payload.get("occurred_at") else utc(
             inc.updated_at)
+        return cls.notice_for(inc, message_id=msg.id, action=msg.action, summary=str(payload.get("summary", "")),
+                              occurred=occurred)
+
+    @staticmethod
+    def notice_for(inc: Incident, *, message_id: int, action: str, summary: str, occurred: datetime) -> Notice:
+        c = inc.content
         return Notice(
-            message_id=msg.id, action=msg.action,  # type: ignore[arg-type]
+            message_id=message_id, action=action,  # type: ignore[arg-type]
             fingerprint=inc.fingerprint, incident_id=inc.id, system_id=inc.system_id, kind=inc.kind,
-            subject=inc.subject, severity=inc.severity, title=inc.title, summary=str(payload.get("summary", "")),
+            subject=inc.subject, severity=inc.severity, title=inc.title, summary=summary,
             body_markdown=str(c.get("body_markdown", "")), occurred_at=occurred, started_at=utc(inc.opened_at),
             labels={"system": inc.system_id, "kind": inc.kind, "subject": inc.subject, "severity": inc.severity,
-                    "fingerprint": inc.fingerprint},
+                    "fingerprint": inc.fingerprint, "status": inc.status},
             content={k: v for k, v in c.items() if k != "body_markdown"},
         )

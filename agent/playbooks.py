@@ -55,14 +55,59 @@ class Content:
     data: dict[str, Any]
 
 
+def load_kinds(src: Path) -> dict[str, dict[str, Any]]:
+    """The ``kinds:`` mapping of a playbook file; ConfigError names the file and the problem."""
+    try:
+        raw = yaml.safe_load(src.read_text(encoding="utf-8"))
+        kinds = dict(raw["kinds"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+        raise ConfigError([Problem("playbooks", f"cannot read {src}: {exc}")]) from exc
+    bad = sorted(str(k) for k, v in kinds.items() if not isinstance(v, dict))
+    if bad:
+        raise ConfigError([Problem("playbooks", f"{src}: kinds {bad} are not mappings")])
+    return kinds
+
+
 class Playbooks:
-    def __init__(self, path: Path | None = None) -> None:
-        src = path or SHIPPED
-        try:
-            raw = yaml.safe_load(src.read_text(encoding="utf-8"))
-            self.kinds: dict[str, dict[str, Any]] = dict(raw["kinds"])
-        except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
-            raise ConfigError([Problem("playbooks", f"cannot read {src}: {exc}")]) from exc
+    """The shipped (or configured) playbooks, plus per-system overlays from ``systems[].incidents.playbooks``.
+
+    An overlay replaces, per kind, the keys it sets (title, summary, severity, triage, controls) and
+    keeps the rest; a kind it adds is used as it is. Relative overlay paths are taken from ``base_dir``.
+    """
+
+    def __init__(self, path: Path | None = None, *, base_dir: Path | None = None,
+                 kinds: dict[str, dict[str, Any]] | None = None) -> None:
+        self.kinds: dict[str, dict[str, Any]] = kinds if kinds is not None else load_kinds(path or SHIPPED)
+        self.base_dir = base_dir
+        self._overlays: dict[str, Playbooks] = {}
+
+    def overlay_path(self, ref: str) -> Path:
+        p = Path(ref).expanduser()
+        return p if p.is_absolute() or self.base_dir is None else self.base_dir / p
+
+    def for_system(self, system: SystemConfig) -> Playbooks:
+        """The playbooks of one system: this set with the system's override file laid over it."""
+        ref = system.incidents.playbooks
+        if not ref:
+            return self
+        cached = self._overlays.get(ref)
+        if cached is None:
+            override = load_kinds(self.overlay_path(ref))
+            merged = {k: dict(v) for k, v in self.kinds.items()}
+            for kind, book in override.items():
+                merged[str(kind)] = {**merged.get(str(kind), {}), **book}
+            cached = self._overlays[ref] = Playbooks(kinds=merged, base_dir=self.base_dir)
+        return cached
+
+    def check(self, systems: list[SystemConfig]) -> list[Problem]:
+        """Every unreadable override file, so a start-up check can report them all at once."""
+        problems: list[Problem] = []
+        for system in systems:
+            try:
+                self.for_system(system)
+            except ConfigError as exc:
+                problems.extend(Problem(f"systems.{system.id}.incidents.playbooks", p.message) for p in exc.problems)
+        return problems
 
     def severity(self, kind: str, system: SystemConfig, ratio: float) -> str:
         for rule in self.kinds.get(kind, {}).get("severity", []):

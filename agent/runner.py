@@ -25,13 +25,13 @@ from sqlalchemy.exc import IntegrityError
 
 from agent.decisions import Streaks, Verdict, step
 from agent.evaluate import Phase, SystemReference, WindowEvaluation, evaluate_window, labels_delayed
-from agent.evidence import ControlMap, Ledger
+from agent.evidence import ledger_from_config
 from agent.incidents import IncidentChange, IncidentManager, Outbox, utc
 from agent.playbooks import Playbooks
 from agent.schema import CheckRun, CheckStat, Decision, MetricValue, Watermark
 from agent.store import Store
 from config.errors import AimsError, ConfigError, InputError, Problem, SourceError, StateStoreError
-from config.loader import config_digest, resolve_path
+from config.loader import config_digest
 from config.model import AgentConfig, LocalFolderSinkConfig, SystemConfig
 from connectors.base import Sink, Source
 from connectors.registry import SINK_GROUP, SOURCE_GROUP, load_plugin
@@ -65,7 +65,7 @@ class RunOutcome:
     results: dict[str, Any] = field(default_factory=dict)
 
 
-def build_source(system: SystemConfig, which: str, base_dir: Path | None) -> Source:
+def build_source(system: SystemConfig, which: str, base_dir: Path | None, store: Store | None = None) -> Source:
     ts_column = system.schema_.timestamp_column
     if which == "reference":
         cfg = system.reference
@@ -78,7 +78,8 @@ def build_source(system: SystemConfig, which: str, base_dir: Path | None) -> Sou
     cls = load_plugin(SOURCE_GROUP, cfg.type)
     if cls is None:
         raise ConfigError([Problem(f"systems.{system.id}.{which}.type", f"no source plugin {cfg.type!r}")])
-    source: Source = cls(cfg, timestamp_column=ts_column, base_dir=base_dir)
+    # sources take what they need of this context (the cloudevents source reads the agent's own store)
+    source: Source = cls(cfg, timestamp_column=ts_column, base_dir=base_dir, store=store)
     return source
 
 
@@ -115,11 +116,9 @@ class Agent:
         self.base_dir = base_dir
         self.clock = clock
         self.store = store or Store(cfg.agent.state_url.get_secret_value())
-        controls_path = (resolve_path(cfg.agent.evidence.controls_file, base_dir)
-                         if cfg.agent.evidence.controls_file else None)
-        self.ledger = Ledger(ControlMap(controls_path))
+        self.ledger = ledger_from_config(cfg.agent.evidence, base_dir)
         links = {"grafana": cfg.agent.grafana_url} if cfg.agent.grafana_url else {}
-        self.incidents = IncidentManager(self.ledger, Playbooks(), links=links)
+        self.incidents = IncidentManager(self.ledger, Playbooks(base_dir=base_dir), links=links)
         self.sinks: dict[str, Sink] = dict(sinks) if sinks is not None else build_sinks(cfg, base_dir)
         self.outbox = Outbox(self.store, self.ledger, self.sinks)
         self._sources: dict[str, Source] = {}
@@ -136,6 +135,10 @@ class Agent:
                              "role": x.role.value, "risk_tier": x.risk_tier.value,
                              "lifecycle_stage": x.lifecycle_stage.value} for x in self.cfg.systems],
             }, now=self.clock())
+        from agent.risk import detect_model_changes
+
+        # a new model version is a re-assessment trigger (ISO 42001 A.5.2, A.6.2.5)
+        detect_model_changes(self.store, self.cfg, ledger=self.ledger, incidents=self.incidents, now=self.clock())
 
     def close(self) -> None:
         for src in self._sources.values():
@@ -145,13 +148,13 @@ class Agent:
     def source(self, system: SystemConfig, which: str = "source") -> Source:
         key = f"{system.id}\x1f{which}"
         if key not in self._sources:
-            self._sources[key] = build_source(system, which, self.base_dir)
+            self._sources[key] = build_source(system, which, self.base_dir, self.store)
         return self._sources[key]
 
     def reference(self, system: SystemConfig) -> SystemReference:
         ref = self._references.get(system.id)
         if ref is None:
-            src = build_source(system, "reference", self.base_dir)
+            src = build_source(system, "reference", self.base_dir, self.store)
             try:
                 frame = src.read_all(columns=self._columns(system))
             finally:

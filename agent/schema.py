@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects.mysql import MEDIUMTEXT
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -170,3 +171,32 @@ class LedgerHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class InferenceEvent(Base):
+    """One half of an inference (request, response) or a feedback, as posted by an inference logger.
+
+    Stored before the logger gets its 2xx; the (system, event id, kind) key makes a redelivered event a
+    no-op. Request and response share ``event_id`` (``ce-id``), which is how they are joined.
+    """
+
+    __tablename__ = "inference_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    system_id: Mapped[str] = mapped_column(String(64))  # "" when posted to the shared endpoint
+    event_id: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))  # request | response | feedback
+    ce_type: Mapped[str] = mapped_column(String(120))
+    ce_source: Mapped[str] = mapped_column(String(300))
+    inference_service: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    namespace: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    component: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    event_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    content_type: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    # up to ingest's 1 MiB limit: MySQL's TEXT stops at 64 KiB
+    body: Mapped[str] = mapped_column(Text().with_variant(MEDIUMTEXT(), "mysql", "mariadb"))
+    attributes: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    __table_args__ = (
+        UniqueConstraint("system_id", "event_id", "kind", name="uq_inference_events_half"),
+        Index("ix_inference_events_time", "system_id", "kind", "event_time"),
+    )

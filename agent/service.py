@@ -1,7 +1,10 @@
 """The long-running service: APScheduler jobs for each system's checks and the outbox, and the HTTP API.
 
 Jobs never overlap themselves (``max_instances=1``, ``coalesce``), a failing job is logged and counted
-without stopping the scheduler, and SIGTERM stops scheduling before the server exits.
+without stopping the scheduler, and SIGTERM stops scheduling before the server exits. Several replicas
+may share one PostgreSQL state store: each check takes the system's advisory lock first
+(``agent.coordination``), so a window is judged by one replica, and when that replica dies the next
+one to tick carries on from the committed watermark.
 """
 
 from __future__ import annotations
@@ -9,19 +12,24 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from agent.runner import Agent
+from agent.coordination import SystemLocks, locks_for
+from agent.exposition import Exposition, StageTimings, StateCollector
+from agent.runner import Agent, RunOutcome
 from config.errors import AimsError
 from config.model import SystemConfig
 
 log = logging.getLogger("aims.service")
 OUTBOX_EVERY = timedelta(seconds=5)
+EXPOSITION_EVERY = timedelta(seconds=60)
+REBUILD_DELAY = timedelta(seconds=2)
+PURGE_FIRST = timedelta(minutes=10)
 
 
 def trigger_for(system: SystemConfig) -> Any:
@@ -32,8 +40,13 @@ def trigger_for(system: SystemConfig) -> Any:
 
 
 class Service:
-    def __init__(self, agent: Agent, *, run_on_start: bool = True) -> None:
+    def __init__(self, agent: Agent, *, run_on_start: bool = True, locks: SystemLocks | None = None) -> None:
         self.agent = agent
+        self.locks: SystemLocks = locks if locks is not None else locks_for(agent.store)
+        self.stages = StageTimings()
+        agent.stage_hook = self.stages
+        self.exposition = Exposition(agent.store, StateCollector(
+            agent.store, max_series_per_system=agent.cfg.agent.server.max_series_per_system, stages=self.stages))
         self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={
             "coalesce": True, "max_instances": 1, "misfire_grace_time": 300})
         for system in agent.cfg.systems:
@@ -43,15 +56,58 @@ class Service:
                 self.scheduler.add_job(self._check, args=[system.id], id=f"check-now:{system.id}")
         self.scheduler.add_job(self._deliver, IntervalTrigger(seconds=OUTBOX_EVERY.total_seconds()), id="outbox",
                                name="incident outbox")
+        self.scheduler.add_job(self._refresh, IntervalTrigger(seconds=EXPOSITION_EVERY.total_seconds()),
+                               id="exposition", name="rebuild /metrics")
+        self.scheduler.add_job(self._purge, IntervalTrigger(hours=24), id="retention",
+                               name="evidence retention purge", next_run_time=datetime.now(UTC) + PURGE_FIRST)
+
+    def run_system(self, system_id: str, *, wait: float = 0.0) -> list[RunOutcome] | None:
+        """Judge the system's due windows under its lock, waiting up to ``wait`` seconds for it; None when
+        another replica (or another thread of this one) still holds it."""
+        with self.locks.hold(system_id, wait=wait) as mine:
+            if not mine:
+                return None
+            outcomes = self.agent.run_system(system_id)
+            if outcomes:
+                from agent.risk import detect_reassessment_triggers
+
+                # sustained drift and new bias breaches are impact re-assessment triggers (A.5.2)
+                detect_reassessment_triggers(self.agent.store, self.agent.cfg, self.agent.ledger,
+                                             self.agent.incidents, datetime.now(UTC))
+        for o in outcomes:
+            log.info("system=%s window=%s..%s status=%s rows=%d", system_id, o.window_start.isoformat(),
+                     o.window_end.isoformat(), o.status, o.rows)
+        return outcomes
 
     def _check(self, system_id: str) -> None:
         try:
-            for o in self.agent.run_system(system_id):
-                log.info("system=%s window=%s..%s status=%s rows=%d", system_id, o.window_start.isoformat(),
-                         o.window_end.isoformat(), o.status, o.rows)
-            self.agent.deliver()
+            outcomes = self.run_system(system_id)
+            if outcomes is None:
+                log.debug("checks of %s skipped: another replica holds the lock", system_id)
+            elif outcomes:
+                self.agent.deliver()
+                # build /metrics soon rather than in the next scrape; checks of many systems that end
+                # together move the same job, so a burst costs one build
+                self.scheduler.modify_job("exposition", next_run_time=datetime.now(UTC) + REBUILD_DELAY)
         except AimsError as exc:
             log.error("checks of %s failed: %s", system_id, exc)
+
+    def _refresh(self) -> None:
+        try:
+            self.exposition.refresh()
+        except AimsError as exc:
+            log.error("building /metrics failed: %s", exc)
+
+    def _purge(self) -> None:
+        from agent.retention import purge
+
+        try:
+            with self.locks.hold("__retention__", wait=0.0) as mine:
+                if mine:
+                    purge(self.agent.store, self.agent.ledger, datetime.now(UTC),
+                          self.agent.cfg.agent.evidence.retention_days)
+        except AimsError as exc:
+            log.error("evidence retention purge failed: %s", exc)
 
     def _deliver(self) -> None:
         try:
@@ -84,10 +140,13 @@ def build_app(agent: Agent, *, run_on_start: bool = True) -> Any:
         finally:
             service.stop()
 
-    return create_app(agent, scheduler_alive=service.alive, lifespan=lifespan)
+    return create_app(agent, scheduler_alive=service.alive, lifespan=lifespan, service=service)
 
 
 def serve(agent: Agent, *, host: str, port: int) -> None:
     import uvicorn
 
+    # the judged windows are the service's main log; keep them visible under the CLI's WARNING default
+    if log.getEffectiveLevel() > logging.INFO:
+        log.setLevel(logging.INFO)
     uvicorn.run(build_app(agent), host=host, port=port, log_level="info", access_log=False)

@@ -126,8 +126,25 @@ class Schema(Strict):
 
 class FileSourceConfig(Strict):
     type: Literal["file"] = "file"
-    path: str = Field(min_length=1, description="a file, a folder or a glob of Parquet, CSV or JSON Lines files")
+    path: str = Field(min_length=1, description="a file, a folder or a glob of Parquet, CSV or JSON Lines files; "
+                      "a URL (s3://, gs://, abfs://, file://) goes through fsspec")
     format: Literal["auto", "parquet", "csv", "jsonl"] = "auto"
+    partitioning: Literal["auto", "hive", "none"] = Field(
+        default="auto", description="hive: dt=YYYY-MM-DD[/hour=HH] folders pruned by the window; auto: when present")
+    layout: Literal["table", "kserve"] = Field(
+        default="table", description="kserve: the {id}-request/{id}-response objects of KServe's blob-storage logger")
+    feature_names: list[str] = Field(
+        default_factory=list, description="kserve layout: names of the positional inputs of v1/v2 payloads")
+    prediction_column: str = Field(default="prediction", description="kserve layout: name given to the output")
+    storage_options: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="fsspec options of the object store (endpoint, region, ...)")
+    storage_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict, description="fsspec options that are secrets (key, secret, token, ...)")
+
+
+class SqlWatermark(Strict):
+    column: str = Field(min_length=1)
+    kind: Literal["timestamp", "id"] = "timestamp"
 
 
 class SqlSourceConfig(Strict):
@@ -137,6 +154,11 @@ class SqlSourceConfig(Strict):
     db_schema: str | None = Field(default=None, alias="schema")
     query: str | None = Field(default=None, description="a SELECT used as a subquery instead of a table")
     connect_timeout_s: float = Field(default=10.0, gt=0)
+    query_timeout_s: float = Field(default=300.0, gt=0, description="a slower query fails as SourceUnavailable")
+    watermark: SqlWatermark | None = Field(
+        default=None, description="kind id: rows are also readable after a monotonically increasing id column")
+    pushdown_concurrency: int = Field(default=4, ge=1, le=32,
+                                      description="aggregate queries of one window run on this many connections")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -147,7 +169,56 @@ class SqlSourceConfig(Strict):
         return self
 
 
-SourceConfig = Annotated[FileSourceConfig | SqlSourceConfig, Field(discriminator="type")]
+class HttpSourceConfig(Strict):
+    """A JSON endpoint returning prediction records, page by page."""
+
+    type: Literal["http"] = "http"
+    url: str = Field(min_length=1, description="http(s) URL of the JSON endpoint")
+    records: str = Field(default="data", description="dotted path of the record list in each response")
+    pagination: Literal["none", "cursor", "page"] = "none"
+    cursor_field: str = Field(default="next_cursor", description="cursor pagination: dotted path of the next cursor")
+    cursor_param: str = "cursor"
+    page_param: str = "page"
+    page_size_param: str | None = "page_size"
+    page_size: int = Field(default=1000, ge=1)
+    first_page: int = 1
+    start_param: str | None = Field(default=None, description="query parameter given the window start (ISO 8601)")
+    end_param: str | None = Field(default=None, description="query parameter given the window end (ISO 8601)")
+    params: dict[str, str] = Field(default_factory=dict)
+    auth_header: str = "Authorization"
+    auth_value: SecretStr | None = Field(default=None, description="e.g. 'Bearer ...'; use ${ENV} or ${file:...}")
+    timeout_s: float = Field(default=30.0, gt=0)
+    max_pages: int = Field(default=10000, ge=1)
+    max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024, description="refuse a larger total response")
+
+
+class CloudEventsSourceConfig(Strict):
+    """Joined inference-logger events stored by the agent's ingest endpoint."""
+
+    type: Literal["cloudevents"] = "cloudevents"
+    system: str | None = Field(default=None, description="events posted to /api/v1/ingest/{system}/cloudevents")
+    inference_service: str | None = Field(default=None, description="or: ce-inferenceservicename to select")
+    namespace: str | None = None
+    feature_names: list[str] = Field(default_factory=list, description="names of positional inputs")
+    prediction_column: str = "prediction"
+    label_column: str = Field(default="label", description="column Seldon feedback truth goes to")
+    id_column: str = Field(default="id", description="column the ce-id goes to")
+    state_url: SecretStr | None = Field(default=None, description="default: the agent's own state store")
+
+
+class SnapshotSourceConfig(Strict):
+    """A frozen window (Parquet written by ``freeze_window``), checked against its digest."""
+
+    type: Literal["snapshot"] = "snapshot"
+    path: str = Field(min_length=1)
+    digest: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$",
+                               description="sha256 the file must have; default: the one in its sidecar")
+
+
+SourceConfig = Annotated[
+    FileSourceConfig | SqlSourceConfig | HttpSourceConfig | CloudEventsSourceConfig | SnapshotSourceConfig,
+    Field(discriminator="type"),
+]
 
 
 class Window(Strict):
@@ -289,6 +360,16 @@ class Checks(Strict):
 
 class Routing(Strict):
     sinks: list[str] = Field(default_factory=lambda: ["local"], description="names of sinks under `sinks:`")
+    update_every: timedelta | None = Field(
+        default=None, description="while an incident stays open, add a comment with the latest measurement "
+        "at most this often (checked at each check run), e.g. 1d")
+    playbooks: str | None = Field(
+        default=None, description="a playbook YAML whose `kinds:` override the shipped ones for this system")
+
+    @field_validator("update_every", mode="before")
+    @classmethod
+    def _every(cls, v: object) -> timedelta | None:
+        return None if v is None else parse_duration(v)
 
 
 class SystemConfig(Strict):
@@ -376,9 +457,43 @@ class Token(Strict):
     scopes: list[Literal["read", "operate", "ingest"]] = Field(default_factory=lambda: ["read"])  # type: ignore[arg-type]
 
 
+class SigningConfig(Strict):
+    """Signs the evidence ledger's head (and each exported pack) so a rewritten chain is detected."""
+
+    algorithm: Literal["hmac-sha256", "ed25519"] = "ed25519"
+    key: SecretStr | None = Field(default=None, description="HMAC secret or Ed25519 private key (PEM); "
+                                  "use ${file:...} or ${ENV}")
+    key_file: str | None = Field(default=None, description="a file holding the key (relative to the config file)")
+
+    @model_validator(mode="after")
+    def _one_key(self) -> SigningConfig:
+        if (self.key is None) == (self.key_file is None):
+            raise ValueError("give exactly one of `key` or `key_file`")
+        return self
+
+
+class GrcConfig(Strict):
+    """Optional push of evidence packs to a GRC tool (CISO Assistant's REST API)."""
+
+    type: Literal["ciso_assistant"] = "ciso_assistant"
+    url: str = Field(min_length=1, description="base URL, e.g. https://grc.example.com (the API is under /api/)")
+    token: SecretStr = Field(description="a personal access token or service-account token")
+    folder: str = Field(min_length=1, description="UUID of the folder (domain) the evidence belongs to")
+    compliance_assessment: str | None = Field(
+        default=None, description="UUID of the ISO 42001 audit whose requirement assessments get the evidence")
+    evidence_name: str = Field(default="aims-agent evidence pack", min_length=1, max_length=200)
+    allowed_hosts: list[str] = Field(default_factory=list, description="hosts the push may contact; default: the "
+                                     "URL's host (loopback only when listed)")
+    timeout_s: float = Field(default=30.0, gt=0)
+
+
 class EvidenceConfig(Strict):
     retention_days: int = Field(default=190, ge=183, description="EU AI Act Arts. 19 and 26: at least 6 months")
     controls_file: str | None = Field(default=None, description="your Annex A mapping; default: shipped one")
+    signing: SigningConfig | None = Field(default=None, description="sign the ledger head and exported packs")
+    reassessment_drift_windows: int = Field(
+        default=3, ge=1, description="drift in breach for this many consecutive windows triggers re-assessment")
+    grc: GrcConfig | None = None
 
 
 class AgentSettings(Strict):

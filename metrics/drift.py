@@ -37,9 +37,10 @@ import os
 from collections.abc import Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from pandas.api import types as ptypes
 
@@ -167,7 +168,8 @@ def infer_kind(reference: pd.Series, current: pd.Series | None = None) -> Column
 # --- cleaning a column into a sample ---------------------------------------------------------------------
 
 
-def _numeric_sample(series: pd.Series) -> NumericSample:
+def _finite_numbers(series: pd.Series) -> tuple[npt.NDArray[np.float64], np.dtype[Any]]:
+    """The finite values of a numerical column in row order (as float64), and the column's numeric dtype."""
     dtype = series.dtype
     if ptypes.is_datetime64_any_dtype(dtype) or ptypes.is_timedelta64_dtype(dtype):
         raise MetricInputError(f"column {series.name!r} holds dates or durations, not numbers")
@@ -176,17 +178,19 @@ def _numeric_sample(series: pd.Series) -> NumericSample:
         dtype = series.dtype
     if ptypes.is_bool_dtype(dtype):
         # Evidently cannot bin booleans as numbers; 0/1 is the only sensible reading.
-        return NumericSample.from_values(series.to_numpy(dtype=np.float64, na_value=np.nan), integer=True)
-    if ptypes.is_numeric_dtype(dtype):
+        arr, source = series.to_numpy(dtype=np.float64, na_value=np.nan), np.dtype(np.int64)
+    elif ptypes.is_numeric_dtype(dtype):
         arr = series.to_numpy(dtype=np.float64, na_value=np.nan)
-        return NumericSample.from_values(arr, integer=ptypes.is_integer_dtype(dtype))
-    values = series.dropna()
-    if not all(_is_real_number(v) for v in values):
-        raise MetricInputError(f"column {series.name!r} is numerical but holds non-numeric values")
-    converted = pd.to_numeric(values)
-    return NumericSample.from_values(
-        converted.to_numpy(dtype=np.float64), integer=ptypes.is_integer_dtype(converted.dtype)
-    )
+        # Nullable extension types (Int64, Float32...) stand for their numpy counterparts.
+        source = np.dtype(getattr(dtype, "numpy_dtype", dtype))
+    else:
+        values = series.dropna()
+        if not all(_is_real_number(v) for v in values):
+            raise MetricInputError(f"column {series.name!r} is numerical but holds non-numeric values")
+        converted = pd.to_numeric(values)
+        arr, source = converted.to_numpy(dtype=np.float64), np.dtype(converted.dtype)
+    finite = np.isfinite(arr)
+    return (arr if finite.all() else arr[finite]), source
 
 
 def _is_infinite(key: Hashable) -> bool:
@@ -194,23 +198,38 @@ def _is_infinite(key: Hashable) -> bool:
 
 
 def _count_sample(series: pd.Series) -> CountSample:
-    try:
-        counts = series.value_counts(dropna=True, sort=False)
-    except TypeError as exc:
-        raise MetricInputError(f"column {series.name!r} holds values that cannot be counted: {exc}") from exc
-    # Category dtype lists unobserved categories with zero counts; evidently only sees observed values.
-    counts = counts[counts.to_numpy() > 0]
-    keys = counts.index.tolist()
-    values = counts.to_numpy(dtype=np.int64)
-    if any(_is_infinite(k) for k in keys):
-        keep = [not _is_infinite(k) for k in keys]
-        keys = [k for k, ok in zip(keys, keep, strict=True) if ok]
-        values = values[np.asarray(keep, dtype=bool)]
-    return CountSample(keys, values)
+    """Counts of the observed values, and each counted row's value as a code, in row order."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        codes = series.cat.codes.to_numpy().astype(np.int64)
+        uniques = list(series.cat.categories)
+    else:
+        try:
+            codes, unique_values = pd.factorize(series, use_na_sentinel=True)
+        except TypeError as exc:
+            raise MetricInputError(f"column {series.name!r} holds values that cannot be counted: {exc}") from exc
+        codes = codes.astype(np.int64)
+        uniques = list(unique_values)
+    valid = codes >= 0
+    infinite = [i for i, k in enumerate(uniques) if _is_infinite(k)]
+    if infinite:
+        valid &= ~np.isin(codes, infinite)
+    codes = codes[valid] if not valid.all() else codes
+    counts = np.bincount(codes, minlength=len(uniques))
+    # Category dtype lists unobserved categories; evidently only sees observed values.
+    observed = np.flatnonzero(counts > 0)
+    if observed.size != len(uniques):
+        remap = np.full(len(uniques), -1, dtype=np.int64)
+        remap[observed] = np.arange(observed.size)
+        codes = remap[codes]
+    code_type = np.int8 if observed.size <= 127 else np.int32
+    return CountSample([uniques[i] for i in observed.tolist()], counts[observed], codes.astype(code_type))
 
 
 def _sample(series: pd.Series, kind: ColumnKind) -> Sample:
-    return _numeric_sample(series) if kind == "numerical" else _count_sample(series)
+    if kind == "numerical":
+        arr, source = _finite_numbers(series)
+        return NumericSample.from_values(arr, dtype=source)
+    return _count_sample(series)
 
 
 # --- judging one column ----------------------------------------------------------------------------------
@@ -276,9 +295,7 @@ def _insufficient(
 
 def _apply_fdr(columns: list[ColumnDrift], alpha: float) -> list[ColumnDrift]:
     """Benjamini-Hochberg over the judged p-value columns, as one critical value (see the module doc)."""
-    idx = [
-        i for i, c in enumerate(columns) if c.is_p_value and c.status == "ok" and math.isfinite(c.score)
-    ]
+    idx = [i for i, c in enumerate(columns) if c.is_p_value and c.status == "ok" and math.isfinite(c.score)]
     if not idx:
         return columns
     m = len(idx)
@@ -345,9 +362,7 @@ def dataset_drift(
     _require_columns(reference, columns, "reference")
     _require_columns(current, columns, "current")
     given = dict(kinds or {})
-    resolved = {
-        c: _check_kind(c, given[c]) if c in given else infer_kind(reference[c], current[c]) for c in columns
-    }
+    resolved = {c: _check_kind(c, given[c]) if c in given else infer_kind(reference[c], current[c]) for c in columns}
     prepared = PreparedReference.prepare(reference, columns=columns, kinds=resolved)
     return prepared.compare(current, spec)
 
@@ -366,22 +381,17 @@ def _canonical_key(key: Hashable) -> str:
     return f"r:{type(key).__name__}:{key!r}"
 
 
-def _digest(columns: Sequence[str], kinds: Mapping[str, ColumnKind], samples: Mapping[str, Sample]) -> str:
-    h = hashlib.sha256(b"aims-agent drift reference v1\n")
-    for column in columns:
-        sample = samples[column]
-        h.update(json.dumps([column, kinds[column]]).encode())
-        if isinstance(sample, NumericSample):
-            h.update(b"numerical" + (b"int" if sample.integer else b"float"))
-            h.update(np.int64(sample.n).tobytes())
-            # +0.0 folds -0.0 into 0.0 so equal multisets hash equally whatever their order.
-            h.update((sample.values + 0.0).astype("<f8").tobytes())
-        else:
-            entries = sorted(
-                (_canonical_key(k), int(c)) for k, c in zip(sample.keys, sample.counts.tolist(), strict=True)
-            )
-            h.update(json.dumps(entries).encode())
-    return h.hexdigest()
+def _digest_column(h: Any, column: str, kind: ColumnKind, series: pd.Series, sample: Sample) -> None:
+    """Feed one column's usable values, in row order, into the reference digest."""
+    h.update(json.dumps([column, kind]).encode())
+    if isinstance(sample, NumericSample):
+        arr, source = _finite_numbers(series)
+        h.update(f"numerical:{source.str}:".encode() + np.int64(arr.size).tobytes())
+        # +0.0 folds -0.0 into 0.0, which compares equal and so must hash equal.
+        h.update((arr + 0.0).astype("<f8").tobytes())
+    else:
+        h.update(json.dumps([_canonical_key(k) for k in sample.keys]).encode())
+        h.update(sample.codes_in_row_order().astype("<i4").tobytes())
 
 
 class PreparedReference:
@@ -391,13 +401,19 @@ class PreparedReference:
     """
 
     def __init__(
-        self, columns: list[str], kinds: dict[str, ColumnKind], rows: int, samples: dict[str, Sample]
+        self,
+        columns: list[str],
+        kinds: dict[str, ColumnKind],
+        rows: int,
+        samples: dict[str, Sample],
+        digest: str,
     ) -> None:
         self.columns = columns
         self.kinds = kinds
         self.rows = rows
         self._samples = samples
-        self.digest = _digest(columns, kinds, samples)
+        #: sha256 over the columns, their kinds and their usable values in row order (see prepare).
+        self.digest = digest
 
     @classmethod
     def prepare(
@@ -410,11 +426,25 @@ class PreparedReference:
         """Sort and count ``reference`` once; kinds not given are inferred from the reference alone."""
         _require_columns(reference, columns, "reference")
         given = dict(kinds or {})
-        resolved = {
-            c: _check_kind(c, given[c]) if c in given else infer_kind(reference[c]) for c in columns
-        }
-        samples = {c: _sample(reference[c], resolved[c]) for c in columns}
-        return cls(list(columns), resolved, len(reference), samples)
+        resolved = {c: _check_kind(c, given[c]) if c in given else infer_kind(reference[c]) for c in columns}
+        def prepare_one(c: str) -> Sample:
+            sample = _sample(reference[c], resolved[c])
+            if isinstance(sample, NumericSample):
+                # Computed now, once, rather than lazily inside concurrent compare() calls.
+                _ = sample.std, sample.nunique
+            return sample
+
+        workers = min(len(columns), os.cpu_count() or 1)
+        if workers > 1 and len(reference) * len(columns) >= _PARALLEL_MIN_CELLS:
+            # as in compare(): sorting and counting release the GIL, so columns overlap on the cores
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                samples = dict(zip(columns, pool.map(prepare_one, columns), strict=True))
+        else:
+            samples = {c: prepare_one(c) for c in columns}
+        h = hashlib.sha256(b"aims-agent drift reference v1\n")
+        for c in columns:
+            _digest_column(h, c, resolved[c], reference[c], samples[c])
+        return cls(list(columns), resolved, len(reference), samples, h.hexdigest())
 
     def sample(self, column: str) -> Sample:
         """The prepared reference sample of ``column`` (sorted values or counts)."""

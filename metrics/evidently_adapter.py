@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -109,6 +110,35 @@ def _verdicts(snapshot: Any) -> dict[str, ColumnVerdict]:
     return result
 
 
+@dataclass(frozen=True)
+class EvidentlyDrift:
+    """Evidently's verdicts from one DataDriftPreset run."""
+
+    columns: dict[str, ColumnVerdict]
+    drifted_count: int
+    share: float
+    dataset_drift: bool
+
+
+def evidently_drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    columns: Sequence[str],
+    kinds: Mapping[str, ColumnKind] | None,
+    method: str | Mapping[str, str] | None = None,
+    threshold: float | Mapping[str, float] | None = None,
+    drift_share: float = 0.5,
+) -> EvidentlyDrift:
+    """Per-column and dataset verdicts of one evidently DataDriftPreset run."""
+    snapshot = _run(reference, current, columns, kinds, method, threshold, drift_share)
+    for metric in snapshot.dict()["metrics"]:
+        if metric["config"]["type"].endswith("DriftedColumnsCount"):
+            count, share = int(metric["value"]["count"]), float(metric["value"]["share"])
+            # DriftedColumnsCount's own test passes while share < drift_share.
+            return EvidentlyDrift(_verdicts(snapshot), count, share, share >= drift_share)
+    raise MetricInputError("evidently returned no DriftedColumnsCount")
+
+
 def evidently_dataset_drift(
     reference: pd.DataFrame,
     current: pd.DataFrame,
@@ -117,14 +147,26 @@ def evidently_dataset_drift(
     drift_share: float = 0.5,
 ) -> tuple[int, float, bool]:
     """Evidently's dataset verdict: (drifted column count, drifted share, dataset drift)."""
-    snapshot = _run(reference, current, columns, kinds, None, None, drift_share)
-    report = snapshot.dict()
-    for metric in report["metrics"]:
-        if metric["config"]["type"].endswith("DriftedColumnsCount"):
-            count, share = int(metric["value"]["count"]), float(metric["value"]["share"])
-            # DriftedColumnsCount's own test passes while share < drift_share.
-            return count, share, share >= drift_share
-    raise MetricInputError("evidently returned no DriftedColumnsCount")
+    result = evidently_drift(reference, current, columns, kinds, drift_share=drift_share)
+    return result.drifted_count, result.share, result.dataset_drift
+
+
+def evidently_stattest(
+    name: str, reference: pd.Series, current: pd.Series, kind: ColumnKind, threshold: float | None = None
+) -> tuple[float, bool]:
+    """One evidently stattest called directly on two cleaned series: (score, drifted).
+
+    Much faster than a report; the report path (:func:`evidently_drift`) is what users see.
+    """
+    from evidently.legacy.calculations.stattests import get_stattest
+    from evidently.legacy.core import ColumnType
+
+    column_type = ColumnType.Numerical if kind == "numerical" else ColumnType.Categorical
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        test = get_stattest(reference, current, column_type, name)
+        result = test(reference, current, column_type, threshold)
+    return float(result.drift_score), bool(result.drifted)
 
 
 def evidently_html_report(
@@ -137,3 +179,14 @@ def evidently_html_report(
     snapshot = _run(reference, current, columns, kinds, None, None)
     html: str = snapshot.get_html_str(as_iframe=False)
     return html
+
+
+def evidently_inferred_kinds(frame: pd.DataFrame) -> dict[str, str]:
+    """The column type evidently infers for each column without a data definition (its enum value).
+
+    Values are evidently's own names: ``num``, ``cat``, ``text``, ``datetime``, ``unknown``, ``list``.
+    """
+    from evidently import Dataset
+
+    definition = Dataset.from_pandas(frame).data_definition
+    return {str(c): definition.get_column_type(c).value for c in frame.columns}

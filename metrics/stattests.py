@@ -6,7 +6,7 @@ inputs are :class:`NumericSample` (sorted finite values) and :class:`CountSample
 so a reference can be prepared once and compared with many windows: the sorted reference is merged
 with each sorted window in one pass, and categorical tests only ever see counts.
 
-Deliberate differences from evidently, where evidently raises or is non-deterministic:
+Where the results differ from evidently, and why (everything else agrees within 1e-9 relative):
 
 * ``g_test`` scales the expected counts to the current size, as ``chisquare`` does; evidently passes
   raw reference counts, which scipy rejects unless both sides have the same size (when they do, the
@@ -17,9 +17,19 @@ Deliberate differences from evidently, where evidently raises or is non-determin
   generator, and compares at most :data:`MMD_MAX_PER_SIDE` values per side (a seeded subsample above
   that), because the kernel matrix is quadratic in the sample size.
 * ``TVD`` draws its 1000 permutations from ``RandomState(0)`` without touching global numpy state
-  (evidently seeds the global generator with 0, which yields the same stream).
+  (evidently seeds the global generator with 0, which yields the same stream), and compares the
+  distances in integer arithmetic. Evidently's float sums run in a ``set``'s iteration order, so
+  a permutation exactly as extreme as the observed table counts or not depending on the
+  process's string hash seed; its p-value can be lower than ours by 0.001 per such tie (small
+  samples have many: 0.22 to 0.27 across hash seeds for 15 vs 12 values, where ours is 0.271).
 * Tests that are undefined on the given values (for example Anderson-Darling on one repeated value)
   return ``nan`` instead of raising; ``nan`` never counts as drift.
+* ``mannw``, ``t_test`` and ``es`` on float32 columns compute in float64. Evidently's scipy calls
+  compute in float32 in row order, which a prepared (sorted) reference cannot reproduce; the scores
+  agree to float32 precision (about 1e-6 relative, more for p-values far below 1e-10).
+* ``cramer_von_mises`` returns p = 1 when both sides hold one and the same value (evidently's
+  asymptotic formula reports p ~ 0.01 there), and its exact path (at most 20 values per side) uses
+  int64 tables where evidently's narrow integer type fails with a casting error.
 """
 
 from __future__ import annotations
@@ -51,28 +61,49 @@ MMD_PERMUTATIONS = 100
 
 
 class NumericSample:
-    """Finite values of one side of a numerical column, sorted ascending.
+    """Finite values of one side of a numerical column, sorted ascending (as float64).
 
-    ``integer`` records that the values came from an integer column: numpy's Sturges binning, which
-    evidently uses, widens bins to at least 1 for integer data.
+    ``dtype`` is the column's own numeric dtype. Evidently hands its tests the column as it is, so
+    numpy's Sturges binning widens bins to at least 1 for integer data and bins float32 data in
+    float32, and pandas rounds a float32 column's standard deviation to float32; ``dtype`` lets us
+    do the same. ``in_order`` keeps the values in row order for small samples (at most
+    :data:`MMD_MAX_PER_SIDE`), where ``empirical_mmd`` permutes them exactly as evidently does.
     """
 
-    def __init__(self, sorted_values: FloatArray, *, integer: bool = False) -> None:
+    def __init__(
+        self,
+        sorted_values: FloatArray,
+        *,
+        dtype: npt.DTypeLike = np.float64,
+        in_order: FloatArray | None = None,
+    ) -> None:
         self.values = sorted_values
-        self.integer = integer
+        self.dtype: np.dtype[Any] = np.dtype(dtype)
         self.n = int(sorted_values.size)
+        self.in_order = in_order if in_order is not None and in_order.size <= MMD_MAX_PER_SIDE else None
 
     @classmethod
-    def from_values(cls, values: npt.ArrayLike, *, integer: bool = False) -> NumericSample:
+    def from_values(cls, values: npt.ArrayLike, *, dtype: npt.DTypeLike = np.float64) -> NumericSample:
         arr = np.asarray(values, dtype=np.float64)
-        arr = arr[np.isfinite(arr)]
-        arr.sort(kind="quicksort")
-        return cls(arr, integer=integer)
+        finite = np.isfinite(arr)
+        arr = arr[finite] if not finite.all() else arr
+        return cls(np.sort(arr), dtype=dtype, in_order=arr if arr.size <= MMD_MAX_PER_SIDE else None)
 
     @cached_property
     def std(self) -> float:
-        """Population standard deviation (``np.std``), the norm of evidently's Wasserstein distance."""
-        return float(np.std(self.values)) if self.n else math.nan
+        """``np.std`` of the column as evidently calls it on a pandas Series (population, two-pass)."""
+        if not self.n:
+            return math.nan
+        if self.dtype.kind == "f" and self.dtype.itemsize < 8:
+            # pandas rounds the variance to the column's type, then takes the root in that type.
+            return float(np.sqrt(self.dtype.type(np.var(self.values))))
+        return float(np.std(self.values))
+
+    @cached_property
+    def nunique(self) -> int:
+        """Distinct values, counted without materialising them."""
+        v = self.values
+        return int(np.count_nonzero(v[1:] != v[:-1])) + 1 if v.size else 0
 
     @cached_property
     def unique_counts(self) -> tuple[FloatArray, IntArray]:
@@ -84,23 +115,32 @@ class NumericSample:
         counts = np.diff(np.append(starts, v.size)).astype(np.int64)
         return v[starts], counts
 
-    @property
-    def nunique(self) -> int:
-        return int(self.unique_counts[0].size)
-
 
 class CountSample:
-    """Value counts of one side of a column (categorical, or a numerical column seen as categories)."""
+    """Value counts of one side of a column (categorical, or a numerical column seen as categories).
 
-    def __init__(self, keys: Sequence[Hashable], counts: npt.ArrayLike) -> None:
+    ``codes`` optionally gives, in row order, the position in ``keys`` of every counted value: the
+    permutation tests (``TVD``) shuffle the pooled values in row order, as evidently does.
+    """
+
+    def __init__(
+        self, keys: Sequence[Hashable], counts: npt.ArrayLike, codes: npt.NDArray[np.integer[Any]] | None = None
+    ) -> None:
         self.keys: list[Hashable] = list(keys)
         self.counts: IntArray = np.asarray(counts, dtype=np.int64)
         self.n = int(self.counts.sum())
         self.index: dict[Hashable, int] = {k: i for i, k in enumerate(self.keys)}
+        self.codes = codes
 
     @property
     def nunique(self) -> int:
         return len(self.keys)
+
+    def codes_in_row_order(self) -> npt.NDArray[np.integer[Any]]:
+        """``codes`` when known, else the values grouped by key (the same multiset, another order)."""
+        if self.codes is not None:
+            return self.codes
+        return np.repeat(np.arange(len(self.keys), dtype=np.int64), self.counts)
 
 
 Sample = NumericSample | CountSample
@@ -147,10 +187,21 @@ class SamplePair:
         ref_counts = np.zeros(len(keys_list), dtype=np.int64)
         ref_counts[: len(rs.keys)] = rs.counts
         cur_counts = np.zeros(len(keys_list), dtype=np.int64)
-        position = {k: i for i, k in enumerate(keys_list)}
-        for key, count in zip(cs.keys, cs.counts.tolist(), strict=True):
-            cur_counts[position[key]] += count
+        np.add.at(cur_counts, self.current_to_union, cs.counts)
         return keys_list, ref_counts, cur_counts
+
+    @cached_property
+    def current_to_union(self) -> IntArray:
+        """For each current key, its position among the union keys (reference keys first)."""
+        rs, cs = as_counts(self.reference), as_counts(self.current)
+        extra: dict[Hashable, int] = {}
+        positions = []
+        for key in cs.keys:
+            at = rs.index.get(key)
+            if at is None:
+                at = extra.setdefault(key, len(rs.keys) + len(extra))
+            positions.append(at)
+        return np.asarray(positions, dtype=np.int64)
 
     @cached_property
     def n_unique(self) -> int:
@@ -195,18 +246,17 @@ class SamplePair:
         """
         merged, cur_upto = self.merged
         n, m = self.reference.n, self.current.n
-        # F_ref - F_cur at position k is (k + 1 - cur_upto[k]) / n - cur_upto[k] / m, built in place
-        # because these arrays are as long as both samples together.
-        gap = cur_upto[:-1].astype(np.float64)
-        gap *= -(1.0 / n + 1.0 / m)
-        steps = np.arange(1, merged.size, dtype=np.float64)
-        steps /= n
-        gap += steps
-        del steps
+        # F_ref - F_cur at position k is (k + 1 - cur_upto[k]) / n - cur_upto[k] / m: the same
+        # integer counts and divisions as scipy, so equal samples give exactly zero.
+        ref_upto = np.arange(1, merged.size, dtype=np.int64)
+        ref_upto -= cur_upto[:-1]
+        gap = ref_upto / n
+        del ref_upto
+        gap -= cur_upto[:-1] / m
         np.abs(gap, out=gap)
         if power == 2:
             np.square(gap, out=gap)
-        return float(np.dot(gap, np.diff(merged)))
+        return float(np.einsum("i,i->", gap, np.diff(merged)))
 
     def quantile_gap_integral(self) -> float:
         """First Wasserstein distance as the integral of |Q_ref(q) - Q_cur(q)| over q in [0, 1].
@@ -217,18 +267,26 @@ class SamplePair:
         """
         r, c = _numeric(self.reference).values, _numeric(self.current).values
         n, m = r.size, c.size
-        i = np.arange(n, dtype=np.int64)
-        j = np.arange(m, dtype=np.int64)
-        # In units of 1/(n*m), reference breakpoints are i*m and current ones j*n. Where they coincide
-        # the reference one goes first, leaving a zero-length segment.
-        breaks = np.empty(n + m + 1, dtype=np.int64)
-        breaks[i + (i * m + n - 1) // n] = i * m
-        breaks[j + (j * n) // m + 1] = j * n
-        breaks[-1] = n * m
-        starts = breaks[:-1]
-        gap = r[starts // m] - c[starts // n]
-        np.abs(gap, out=gap)
-        return float(np.dot(gap, np.diff(breaks).astype(np.float64))) / (n * m)
+        total = 0.0
+        # Blocks of reference breakpoints keep the temporaries small (a few MiB instead of several
+        # arrays of n + m) without changing the sum's terms.
+        for a in range(0, n, _GAP_BLOCK):
+            b = min(a + _GAP_BLOCK, n)
+            ja, jb = -(-a * m // n), -(-b * m // n)
+            i = np.arange(a, b, dtype=np.int64)
+            j = np.arange(ja, jb, dtype=np.int64)
+            # In units of 1/(n*m), reference breakpoints are i*m and current ones j*n. Where they coincide
+            # the reference one goes first, leaving a zero-length segment.
+            breaks = np.empty(i.size + j.size + 1, dtype=np.int64)
+            breaks[(i - a) + (-(-i * m // n) - ja)] = i * m
+            breaks[(j - ja) + (j * n // m + 1 - a)] = j * n
+            breaks[-1] = b * m
+            starts = breaks[:-1]
+            gap = r[starts // m] - c[starts // n]
+            np.abs(gap, out=gap)
+            # einsum: a plain SIMD loop; np.dot would go through BLAS, whose threads compete with ours.
+            total += float(np.einsum("i,i->", gap, np.diff(breaks).astype(np.float64)))
+        return total / (n * m)
 
     @cached_property
     def ks_statistic(self) -> float:
@@ -241,6 +299,9 @@ class SamplePair:
         max_s = float(diffs.max())
         min_s = float(np.clip(-diffs.min(), 0, 1))
         return min_s if min_s > max_s else max_s
+
+
+_GAP_BLOCK = 1 << 16
 
 
 def _numeric(sample: Sample) -> NumericSample:
@@ -259,19 +320,17 @@ def as_counts(sample: Sample) -> CountSample:
 # --- binning shared by jensenshannon, psi and kl_div (evidently's get_binned_data) -----------------------
 
 
-def sturges_edges(lo: float, hi: float, size: int, *, integer: bool) -> FloatArray:
-    """``np.histogram_bin_edges(data, bins="sturges")`` from the data's min, max, size and integer-ness."""
-    first, last = lo, hi
-    if first == last:
-        first, last = first - 0.5, last + 0.5
-    width = (hi - lo) / (np.log2(size) + 1.0)
-    if width:
-        if integer and width < 1:
-            width = 1.0
-        n_bins = int(np.ceil((last - first) / width))
-    else:
-        n_bins = 1
-    return np.linspace(first, last, n_bins + 1, endpoint=True, dtype=np.float64)
+def sturges_edges(lo: float, hi: float, size: int, dtype: np.dtype[Any]) -> FloatArray:
+    """``np.histogram_bin_edges(data, bins="sturges")`` for data with this min, max, size and dtype.
+
+    numpy computes the edges from exactly these four things, so it is asked on a stand-in array
+    holding ``lo`` and ``hi``: the edges come out bit-identical to evidently's (float32 edges for
+    float32 data, width at least 1 for integers), whatever numpy version does the arithmetic.
+    """
+    stand_in = np.full(size, lo, dtype=dtype)
+    stand_in[-1] = hi
+    edges: FloatArray = np.histogram_bin_edges(stand_in, bins="sturges")
+    return edges
 
 
 def histogram_counts(sorted_values: FloatArray, edges: FloatArray) -> IntArray:
@@ -304,9 +363,9 @@ def binned_percents(pair: SamplePair, *, fill_zeroes: bool) -> tuple[FloatArray,
         cur_n = _numeric(cur)
         lo = min(ref.values[0], cur_n.values[0])
         hi = max(ref.values[-1], cur_n.values[-1])
-        edges = sturges_edges(lo, hi, ref.n + cur_n.n, integer=ref.integer and cur_n.integer)
-        ref_p = histogram_counts(ref.values, edges) / ref.n
-        cur_p = histogram_counts(cur_n.values, edges) / cur_n.n
+        edges = sturges_edges(lo, hi, ref.n + cur_n.n, np.result_type(ref.dtype, cur_n.dtype))
+        ref_p = histogram_counts(ref.values, edges.astype(np.float64)) / ref.n
+        cur_p = histogram_counts(cur_n.values, edges.astype(np.float64)) / cur_n.n
     else:
         _, rc, cc = pair.aligned_counts
         ref_p = rc / ref.n
@@ -400,20 +459,23 @@ def hellinger(pair: SamplePair) -> float:
     else:
         ref, cur = pair.reference, _numeric(pair.current)
         # Evidently bins the distinct values (not the observations): Sturges over the union of values.
-        lo, hi = float(ref.values[0]), float(ref.values[-1])
-        lo, hi = min(lo, float(cur.values[0])), max(hi, float(cur.values[-1]))
-        edges = sturges_edges(lo, hi, len(keys), integer=ref.integer and cur.integer)
-        h1 = _density(histogram_counts(ref.values, edges), edges)
-        h2 = _density(histogram_counts(cur.values, edges), edges)
+        lo, hi = min(ref.values[0], cur.values[0]), max(ref.values[-1], cur.values[-1])
+        edges = sturges_edges(lo, hi, len(keys), np.result_type(ref.dtype, cur.dtype))
+        as_float = edges.astype(np.float64)
+        h1 = _density(histogram_counts(ref.values, as_float), edges)
+        h2 = _density(histogram_counts(cur.values, as_float), edges)
+        # Kept in the edges' own type, as evidently computes it: float32 edges make a float32 sum.
         bin_width = (edges.max() - edges.min()) / (len(edges) - 1)
+        acc: Any = 0.0
         for p1, p2 in zip(h1.tolist(), h2.tolist(), strict=True):
-            total += math.sqrt(p1 * p2) * bin_width
+            acc += math.sqrt(p1 * p2) * bin_width
+        total = float(acc)
     total = float(np.clip(total, 0, 1))
     return math.sqrt(1 - total)
 
 
 def _density(counts: IntArray, edges: FloatArray) -> FloatArray:
-    widths = np.diff(edges).astype(float)
+    widths = np.array(np.diff(edges), float)
     result: FloatArray = counts / widths / counts.sum()
     return result
 
@@ -490,16 +552,20 @@ def _cvm_exact_pvalue(s: float, m: int, n: int) -> float:
     zeta = lcm**2 * (m + n) * (6 * s - mn * (4 * mn - 1)) // (6 * mn**2)
     zeta_bound = lcm**2 * (m + n)
     combinations = math.factorial(m + n) / (math.factorial(m) * math.factorial(n))
-    dtype = np.min_scalar_type(max(zeta_bound, combinations))
+    # Evidently types the tables with np.min_scalar_type: a float type when the (float) number of
+    # combinations dominates, and then its p-values carry that type's rounding, which we keep. When an
+    # unsigned integer type comes out, evidently fails with a casting error; int64 holds every entry
+    # exactly there (at most 20 values per side).
+    dtype: np.dtype[Any] = np.min_scalar_type(max(zeta_bound, combinations))
+    if dtype.kind != "f":
+        dtype = np.dtype(np.int64)
     gs = [np.array([[0], [1]], dtype=dtype)] + [np.empty((2, 0), dtype=dtype) for _ in range(m)]
     for u in range(n + 1):
         next_gs = []
         tmp = np.empty((2, 0), dtype=dtype)
         for v, g in enumerate(gs):
             vi, i0, i1 = np.intersect1d(tmp[0], g[0], return_indices=True)
-            tmp = np.concatenate(
-                [np.stack([vi, tmp[1, i0] + g[1, i1]]), np.delete(tmp, i0, 1), np.delete(g, i1, 1)], 1
-            )
+            tmp = np.concatenate([np.stack([vi, tmp[1, i0] + g[1, i1]]), np.delete(tmp, i0, 1), np.delete(g, i1, 1)], 1)
             tmp[0] += (a * v - b * u) ** 2
             next_gs.append(tmp)
         gs = next_gs
@@ -512,6 +578,10 @@ def cramer_von_mises(pair: SamplePair) -> float:
 
     xa, ya = _numeric(pair.reference).values, _numeric(pair.current).values
     nx, ny = xa.size, ya.size
+    if xa[0] == xa[-1] == ya[0] == ya[-1]:
+        # One value repeated on both sides: evidently's tie-corrected asymptotics give p ~ 0.01 here,
+        # a drift alarm on two identical samples.
+        return 1.0
     ranks = rankdata(np.concatenate([xa, ya]), method="average")
     u = nx * np.sum((ranks[:nx] - np.arange(1, nx + 1)) ** 2)
     u += ny * np.sum((ranks[nx:] - np.arange(1, ny + 1)) ** 2)
@@ -529,10 +599,11 @@ def cramer_von_mises(pair: SamplePair) -> float:
 
 
 def _category_codes(pair: SamplePair) -> tuple[IntArray, int]:
-    """Every observation of both sides as a category code, reference first (the pooled sample)."""
-    _, rc, cc = pair.aligned_counts
-    codes = np.arange(rc.size, dtype=np.int64)
-    pooled = np.concatenate((np.repeat(codes, rc), np.repeat(codes, cc)))
+    """Every observation of both sides as a union-key code, reference rows then current rows."""
+    _, rc, _ = pair.aligned_counts
+    ref, cur = as_counts(pair.reference), as_counts(pair.current)
+    cur_codes = pair.current_to_union[cur.codes_in_row_order()]
+    pooled = np.concatenate((ref.codes_in_row_order().astype(np.int64), cur_codes))
     return pooled, int(rc.size)
 
 
@@ -540,10 +611,13 @@ def tvd(pair: SamplePair) -> float:
     _, rc, cc = pair.aligned_counts
     n, m = pair.reference.n, pair.current.n
 
-    def distance(ref_counts: IntArray, cur_counts: IntArray) -> float:
-        return float(0.5 * np.sum(np.abs(ref_counts / n - cur_counts / m)))
+    # 2 * n * m * TVD as an integer: permutations exactly as extreme as the observed table count as
+    # hits. Evidently compares floats summed in a set's iteration order, so its exact ties fall
+    # either way depending on the process's string hash seed.
+    def scaled(ref_counts: IntArray, cur_counts: IntArray) -> int:
+        return int(np.abs(ref_counts * m - cur_counts * n).sum())
 
-    observed = distance(rc, cc)
+    observed = scaled(rc, cc)
     pooled, n_keys = _category_codes(pair)
     total = rc + cc
     rng = np.random.RandomState(0)  # evidently's seed(0) stream
@@ -552,21 +626,22 @@ def tvd(pair: SamplePair) -> float:
         # np.random.choice(pool, n, replace=False) takes the first n of a permutation of the pool.
         drawn = pooled[rng.permutation(pooled.size)[:n]]
         ref_counts = np.bincount(drawn, minlength=n_keys).astype(np.int64)
-        if observed <= abs(distance(ref_counts, total - ref_counts)):
+        if observed <= scaled(ref_counts, total - ref_counts):
             hits += 1
     return hits / TVD_PERMUTATIONS
 
 
-def _mmd_side(values: FloatArray, seed: int) -> FloatArray:
-    if values.size <= MMD_MAX_PER_SIDE:
-        return values
+def _mmd_side(sample: NumericSample, seed: int) -> FloatArray:
+    if sample.in_order is not None:
+        return sample.in_order
+    # Above the cap: a seeded subsample of the sorted values, so the result depends only on the data.
     rng = np.random.RandomState(seed)
-    return np.sort(rng.choice(values, MMD_MAX_PER_SIDE, replace=False))
+    return rng.choice(sample.values, MMD_MAX_PER_SIDE, replace=False)
 
 
 def empirical_mmd(pair: SamplePair) -> float:
-    x = _mmd_side(_numeric(pair.reference).values, 1).reshape(-1, 1)
-    y = _mmd_side(_numeric(pair.current).values, 2).reshape(-1, 1)
+    x = _mmd_side(_numeric(pair.reference), 1).reshape(-1, 1)
+    y = _mmd_side(_numeric(pair.current), 2).reshape(-1, 1)
     nx, ny = x.shape[0], y.shape[0]
 
     def sq_dist(a: FloatArray, b: FloatArray) -> FloatArray:

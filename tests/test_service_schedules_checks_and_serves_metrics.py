@@ -46,7 +46,8 @@ class Server:
 def live(scenario: Scenario) -> Iterator[tuple[Server, Agent]]:
     """A service with 2-second windows judged every second over a file of 'live' predictions."""
     now = datetime.now(UTC)
-    rows = make_rows(np.random.default_rng(3), 4000, now - timedelta(seconds=20), span=timedelta(seconds=60),
+    # drifted rows for ten minutes: the incident stays open however slowly the machine runs the test
+    rows = make_rows(np.random.default_rng(3), 20000, now - timedelta(seconds=20), span=timedelta(seconds=600),
                      shift=1.5)
     rows.to_parquet(scenario.dir / "live.parquet", index=False)
     cfg = scenario.config()

@@ -14,4 +14,7 @@ if ! maria_up && [ -x /usr/sbin/mariadbd ]; then
 fi
 for _ in $(seq 50); do pg_up && break; sleep 0.2; done
 pg_up || echo "provision: PostgreSQL is not reachable on 127.0.0.1:5432; its tests will fail" >&2
+bash "$(dirname "$0")/install_chromium.sh" || echo "provision: chromium could not be installed; the report rendering tests will fail" >&2
+bash "$(dirname "$0")/incident_tools.sh" start >&2 || echo "provision: Alertmanager/Redmine/RT did not start; the sink tests will fail" >&2
+bash "$(dirname "$0")/prometheus.sh" install || echo "provision: Prometheus (promtool) could not be installed; its tests will fail" >&2
 exit 0

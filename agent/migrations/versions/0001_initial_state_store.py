@@ -94,12 +94,14 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_incidents_fingerprint'), ['fingerprint'], unique=False)
         batch_op.create_index(batch_op.f('ix_incidents_system_id'), ['system_id'], unique=False)
 
-    op.create_table('ledger_head',
+    ledger_head = op.create_table('ledger_head',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('seq', sa.BigInteger(), nullable=False),
     sa.Column('hash', sa.String(length=64), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
+    # the head row exists from the start, so replicas appending their first records never race to create it
+    op.bulk_insert(ledger_head, [{"id": 1, "seq": 0, "hash": "0" * 64}])
     op.create_table('metric_values',
     sa.Column('system_id', sa.String(length=64), nullable=False),
     sa.Column('family', sa.String(length=64), nullable=False),

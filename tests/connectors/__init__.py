@@ -1,0 +1,1 @@
+"""Tests of the prediction sources and the inference-logger ingest."""

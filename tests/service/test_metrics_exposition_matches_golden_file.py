@@ -1,0 +1,145 @@
+"""/metrics from a known state is exactly the golden file, and promtool accepts it.
+
+Regenerate after an intended change with ``AIMS_UPDATE_GOLDEN=1`` set while running this file's tests,
+and review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from agent.exposition import Exposition, StageTimings, StateCollector
+from agent.schema import CheckStat, Decision, Incident, MetricValue, OutboxMessage
+from agent.store import Store
+
+GOLDEN = Path(__file__).with_name("golden") / "metrics.txt"
+T = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+
+def populated_store(tmp_path: Path) -> Store:
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    series = [
+        ("credit", "feature_drift_score", {"feature": "income", "method": "wasserstein"}, 0.31),
+        ("credit", "feature_drift_score", {"feature": "age", "method": "wasserstein"}, 0.02),
+        ("credit", "feature_drift_score", {"feature": "region", "method": "jensenshannon"}, 0.05),
+        ("credit", "feature_drift_detected", {"feature": "income"}, 1.0),
+        ("credit", "feature_drift_detected", {"feature": "age"}, 0.0),
+        ("credit", "feature_drift_detected", {"feature": "region"}, 0.0),
+        ("credit", "dataset_drift_share", {}, 1 / 3),
+        ("credit", "dataset_drift_detected", {}, 0.0),
+        ("credit", "prediction_drift_score", {"method": "ks"}, 0.2),
+        ("credit", "prediction_drift_detected", {}, 0.0),
+        ("credit", "fairness_metric", {"sensitive": "sex", "metric": "demographic_parity_difference"}, 0.18),
+        ("credit", "fairness_group_rate", {"sensitive": "sex", "group": "F", "metric": "selection_rate"}, 0.41),
+        ("credit", "fairness_group_rate", {"sensitive": "sex", "group": "M", "metric": "selection_rate"}, 0.59),
+        ("credit", "fairness_group_count", {"sensitive": "sex", "group": "F"}, 190.0),
+        ("credit", "fairness_group_count", {"sensitive": "sex", "group": "M"}, 210.0),
+        ("credit", "performance_metric", {"metric": "accuracy"}, 0.83),
+        ("credit", "data_quality_missing_share", {"feature": "income"}, 0.01),
+        ("credit", "data_quality_findings", {"kind": "unseen_category"}, 2.0),
+        ("credit", "window_rows", {}, 400.0),
+        ("churn", "window_rows", {}, 120.0),
+    ]
+    with store.transaction() as s:
+        for system, family, labels, value in series:
+            s.add(MetricValue(system_id=system, family=family, labels=json.dumps(labels, sort_keys=True,
+                                                                                separators=(",", ":")),
+                              value=value, updated_at=T))
+        s.add(CheckStat(system_id="credit", check="collection", runs=12, failures=1, last_run_at=T,
+                        last_success_at=T, last_duration_s=0.25))
+        s.add(CheckStat(system_id="credit", check="drift", runs=11, failures=0, last_run_at=T,
+                        last_success_at=T, last_duration_s=0.25))
+        s.add(Decision(system_id="credit", check="drift", subject="income", state="breach", raw_state="breach",
+                       breach_streak=2, ok_streak=0, value=0.31, detail={}, updated_at=T))
+        s.add(Incident(fingerprint="f1", system_id="credit", kind="drift", subject="income", status="open",
+                       severity="medium", title="Drift of income", opened_at=T, updated_at=T, content={},
+                       open_key="f1"))
+        s.add(OutboxMessage(incident_id=1, fingerprint="f1", sink="jira", action="open", payload={},
+                            status="pending", attempts=1, next_attempt_at=T, created_at=T))
+        s.add(OutboxMessage(incident_id=1, fingerprint="f1", sink="slack", action="open", payload={},
+                            status="delivered", attempts=1, next_attempt_at=T, created_at=T, delivered_at=T))
+    return store
+
+
+def collector(store: Store) -> StateCollector:
+    stages = StageTimings()
+    for stage, seconds, ok in (("read", 0.125, True), ("metrics", 0.5, True), ("commit", 0.0625, False)):
+        stages("credit", stage, seconds, ok)
+    # a cap of 2 per-feature series per system: `region` (not drifted, last by name) is dropped
+    return StateCollector(store, max_series_per_system=2, stages=stages)
+
+
+def normalised(text: str) -> str:
+    # the only lines that vary between runs: the Python version and the time the build took
+    text = re.sub(r'python="[^"]*"', 'python="3"', text)
+    return re.sub(r"^aims_scrape_duration_seconds .*$", "aims_scrape_duration_seconds 0.0", text, flags=re.M)
+
+
+def exposition(tmp_path: Path) -> str:
+    store = populated_store(tmp_path)
+    try:
+        return normalised(Exposition(store, collector(store)).render().decode())
+    finally:
+        store.close()
+
+
+def test_exposition_of_a_known_state_is_the_golden_file(tmp_path: Path) -> None:
+    text = exposition(tmp_path)
+    if os.environ.get("AIMS_UPDATE_GOLDEN"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text()
+
+
+def test_promtool_accepts_the_exposition(tmp_path: Path) -> None:
+    result = subprocess.run(["promtool", "check", "metrics"], input=exposition(tmp_path), capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # promtool reports lint problems (naming, units, counters) on stdout without failing on all of them
+    assert result.stdout.strip() == "" and result.stderr.strip() == "", result.stdout + result.stderr
+
+
+def test_the_series_cap_keeps_drifted_features_and_counts_the_dropped_ones(tmp_path: Path) -> None:
+    text = exposition(tmp_path)
+    assert 'aims_feature_drift_score{feature="income",method="wasserstein",system="credit"}' in text
+    assert 'feature="region"' not in text
+    assert 'aims_series_dropped{system="credit"} 2.0' in text  # score and detected of `region`
+
+
+def test_the_fast_renderer_writes_what_prometheus_client_writes(tmp_path: Path) -> None:
+    store = populated_store(tmp_path)
+    try:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(collector(store))
+        reference = normalised(generate_latest(registry).decode())
+        assert normalised(Exposition(store, collector(store)).render().decode()) == reference
+    finally:
+        store.close()
+
+
+def test_the_cached_exposition_is_rebuilt_when_the_state_changes(tmp_path: Path) -> None:
+    from agent.evidence import Ledger
+
+    store = populated_store(tmp_path)
+    try:
+        expo = Exposition(store, collector(store))
+        first = expo.render()
+        assert expo.render() is first, "unchanged state: the cached body is served"
+        with store.transaction() as s:
+            s.add(MetricValue(system_id="churn", family="performance_metric", labels='{"metric":"accuracy"}',
+                              value=0.5, updated_at=T))
+            Ledger().append(s, "check_run", {"check_run_id": 1}, system_id="churn", now=T)
+        second = expo.render()
+        assert b'aims_performance_metric{metric="accuracy",system="churn"} 0.5' in second
+        assert expo.collector.stages is not None
+        expo.collector.stages("churn", "read", 0.5, True)
+        assert b'aims_check_stage_success{stage="read",system="churn"} 1.0' in expo.render()
+    finally:
+        store.close()
