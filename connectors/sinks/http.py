@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -60,9 +61,11 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds: float | None = float(value)
     except ValueError:
-        pass
+        seconds = None  # not delta-seconds: an HTTP date, then
+    if seconds is not None:
+        return max(0.0, seconds)
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -226,7 +229,7 @@ class MessageMemo:
         return ref
 
 
-class TicketSink:
+class TicketSink(ABC):
     """The lifecycle shared by ticketing tools; subclasses implement the five remote operations.
 
     Idempotency per fingerprint: an ``open`` looks up the tool's open ticket carrying the fingerprint
@@ -242,20 +245,25 @@ class TicketSink:
         self._created: dict[str, TicketRef] = {}  # fingerprint -> ticket created by this process
 
     # remote operations ----------------------------------------------------------------------------
+    @abstractmethod
     def find_open(self, notice: Notice) -> TicketRef | None:
-        raise NotImplementedError
+        """Implemented by each ticketing tool."""
 
+    @abstractmethod
     def create(self, notice: Notice) -> TicketRef:
-        raise NotImplementedError
+        """Implemented by each ticketing tool."""
 
+    @abstractmethod
     def comment(self, ref: TicketRef, notice: Notice) -> None:
-        raise NotImplementedError
+        """Implemented by each ticketing tool."""
 
+    @abstractmethod
     def close_ticket(self, ref: TicketRef, notice: Notice) -> None:
-        raise NotImplementedError
+        """Implemented by each ticketing tool."""
 
+    @abstractmethod
     def reopen(self, ref: TicketRef, notice: Notice) -> None:
-        raise NotImplementedError
+        """Implemented by each ticketing tool."""
 
     def has_comment(self, ref: TicketRef, marker: str) -> bool:
         """Whether the ticket already carries a comment with ``marker``; tools that cannot tell say False."""
