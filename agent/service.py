@@ -28,7 +28,6 @@ from config.model import SystemConfig
 log = logging.getLogger("aims.service")
 OUTBOX_EVERY = timedelta(seconds=5)
 EXPOSITION_EVERY = timedelta(seconds=60)
-REBUILD_DELAY = timedelta(seconds=2)
 PURGE_FIRST = timedelta(minutes=10)
 
 
@@ -86,9 +85,10 @@ class Service:
                 log.debug("checks of %s skipped: another replica holds the lock", system_id)
             elif outcomes:
                 self.agent.deliver()
-                # build /metrics soon rather than in the next scrape; checks of many systems that end
-                # together move the same job, so a burst costs one build
-                self.scheduler.modify_job("exposition", next_run_time=datetime.now(UTC) + REBUILD_DELAY)
+                # build /metrics now rather than at the next minute. Not by rescheduling the exposition
+                # job: a job that calls into the scheduler deadlocks with shutdown(wait=True), which
+                # holds the job-store lock while it waits for running jobs.
+                self._refresh()
         except AimsError as exc:
             log.error("checks of %s failed: %s", system_id, exc)
 
