@@ -16,8 +16,10 @@ echo "== ruff"; .venv/bin/ruff check .
 echo "== mypy"; .venv/bin/mypy
 echo "== pytest"
 set +e
-.venv/bin/python -m pytest "$@"
+# a hard ceiling: a hang (even at interpreter exit) fails the run instead of eating CI's whole budget
+timeout --kill-after=30 3600 .venv/bin/python -m pytest "$@"
 rc=$?
+if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then echo "pytest did not finish within an hour" >&2; fi
 set -e
 # pytest exits 5 when it collected nothing: that is a failure of the test command, not a pass
 if [ "$rc" -eq 5 ]; then echo "no tests ran" >&2; exit 1; fi
