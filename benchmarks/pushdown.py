@@ -79,6 +79,7 @@ def _child(mode: str, url: str, edges_file: str) -> dict[str, Any]:
 
     from config.model import SqlSourceConfig
     from connectors.sources.sql import SqlSource
+    from connectors.sources.sql_pushdown import PushdownPlan
     from metrics.fairness import FairnessCounts
     from metrics.sketch import CategoryState, HistogramState
 
@@ -93,10 +94,14 @@ def _child(mode: str, url: str, edges_file: str) -> dict[str, Any]:
     hist: dict[str, HistogramState] = {}
     cats: dict[str, CategoryState] = {}
     if mode == "pushdown":
-        agg = src.aggregate_window(start, end, numerical={n: edges[n] for n in [*NUMERIC, "score"]},
-                                   categorical=CATEGORICAL, fairness=[["grp"]], prediction="score", label="label",
-                                   threshold=0.5)
-        hist, cats, fair = agg.histograms, agg.categories, agg.fairness["grp"]
+        plan = PushdownPlan(numerical={n: edges[n] for n in [*NUMERIC, "score"]}, categorical=CATEGORICAL,
+                            fairness=[["grp"]], prediction="score", label="label", threshold=0.5,
+                            # what the agent knows from the reference: the distinct values of each column
+                            cardinality={**dict.fromkeys(CATEGORICAL, 5), "grp": 3, "label": 2})
+        agg = src.summarise_window(start, end, plan)
+        hist = {n: agg.columns[n].histogram for n in [*NUMERIC, "score"]}  # type: ignore[misc]
+        cats = {n: agg.columns[n].categories for n in CATEGORICAL}  # type: ignore[misc]
+        fair = agg.fairness["grp"]
     else:
         df = src.read_window(start, end, columns=["ts", *NUMERIC, *CATEGORICAL, "grp", "score", "label"])
         for n in [*NUMERIC, "score"]:
@@ -109,6 +114,8 @@ def _child(mode: str, url: str, edges_file: str) -> dict[str, Any]:
     out = {"mode": mode, "wall_s": wall, "peak_extra_bytes": _status_kib("VmHWM") - base_rss,
            "bytes_read": _rchar() - base_io, "rows": int(hist["score"].n),
            "hist_counts": {k: v.counts.tolist() for k, v in hist.items()},
+           "hist_extremes": {k: [v.minimum, v.maximum] for k, v in hist.items()},
+           "hist_sums": {k: [float(x) for x in v.sums] for k, v in hist.items()},
            "cat_counts": {k: {str(a): b for a, b in v.counts.items()} for k, v in cats.items()},
            "fair": {"groups": list(fair.groups), "counts": fair.counts.tolist()}}
     src.close()
@@ -161,7 +168,11 @@ def main(argv: list[str] | None = None) -> int:
         results[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
         print(f"{mode}: {results[mode]['wall_s']:.1f}s (process {time.perf_counter() - t:.1f}s)", file=sys.stderr)
     p, q = results["pushdown"], results["pull"]
-    same = (p["cat_counts"] == q["cat_counts"] and p["fair"] == q["fair"] and p["hist_counts"] == q["hist_counts"])
+    same = (p["cat_counts"] == q["cat_counts"] and p["fair"] == q["fair"] and p["hist_counts"] == q["hist_counts"]
+            and p["hist_extremes"] == q["hist_extremes"])
+    # per-bin sums: the database's floating-point sums against the exact in-process ones
+    sum_error = max(abs(a - b) / max(abs(b), 1e-300) for k in q["hist_sums"]
+                    for a, b in zip(p["hist_sums"][k], q["hist_sums"][k], strict=True) if b or a)
     summary = {
         "rows": args.rows, "columns": 25,
         "pushdown": {k: p[k] for k in ("wall_s", "peak_extra_bytes", "bytes_read")},
@@ -170,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         "memory_ratio": q["peak_extra_bytes"] / max(p["peak_extra_bytes"], 1),
         "bytes_ratio": q["bytes_read"] / max(p["bytes_read"], 1),
         "identical_counts": same,
+        "max_relative_bin_sum_error": sum_error,
     }
     Path(args.out).write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))

@@ -58,6 +58,8 @@ __all__ = [
     "column_drift",
     "dataset_drift",
     "infer_kind",
+    "judge_samples",
+    "summarise",
 ]
 
 #: evidently's INTEGER_CARDINALITY_LIMIT: integer columns with at most this many values are categorical.
@@ -274,6 +276,14 @@ def _judge(
     )
 
 
+def judge_samples(
+    column: str, kind: ColumnKind, reference: Sample, current: Sample, *, method: str = "auto",
+    threshold: float | None = None
+) -> ColumnDrift:
+    """The verdict of one column from two prepared samples (sorted values or counts), as :func:`column_drift`."""
+    return _judge(column, _check_kind(column, kind), reference, current, method, threshold)
+
+
 def _insufficient(
     column: str, kind: ColumnKind, test: StatTest | None, threshold: float | None, ref_n: int, cur_n: int
 ) -> ColumnDrift:
@@ -310,7 +320,12 @@ def _apply_fdr(columns: list[ColumnDrift], alpha: float) -> list[ColumnDrift]:
     return out
 
 
-def _summarise(columns: list[ColumnDrift], spec: DriftSpec) -> DatasetDrift:
+def summarise(columns: list[ColumnDrift], spec: DriftSpec) -> DatasetDrift:
+    """Evidently's dataset verdict over column verdicts (after Benjamini-Hochberg when ``spec`` asks for it).
+
+    For verdicts that were judged in parts (some columns from aggregates, some from rows): the share and
+    the false-alarm control always cover all of them together.
+    """
     if spec.fdr_alpha is not None:
         columns = _apply_fdr(columns, spec.fdr_alpha)
     judged = [c for c in columns if c.status == "ok"]
@@ -454,11 +469,20 @@ class PreparedReference:
         self,
         current: pd.DataFrame,
         spec: DriftSpec = DriftSpec(),
+        *,
+        columns: Sequence[str] | None = None,
     ) -> DatasetDrift:
-        """Drift of ``current`` against this reference, column by column, and the dataset verdict."""
-        _require_columns(current, self.columns, "current")
+        """Drift of ``current`` against this reference, column by column, and the dataset verdict.
+
+        ``columns`` limits the comparison to some of the prepared columns (all of them by default).
+        """
+        chosen = list(self.columns) if columns is None else list(columns)
+        unknown = [c for c in chosen if c not in self._samples]
+        if unknown:
+            raise MetricInputError(f"column {unknown[0]!r} is not in the prepared reference")
+        _require_columns(current, chosen, "current")
         plan = []
-        for column in self.columns:
+        for column in chosen:
             kind = self.kinds[column]
             method = spec.per_column_method.get(column, spec.method)
             _resolve_test(method, kind)  # fail on configuration before any work
@@ -476,4 +500,4 @@ class PreparedReference:
                 results = list(pool.map(run, plan))
         else:
             results = [run(step) for step in plan]
-        return _summarise(results, spec)
+        return summarise(results, spec)

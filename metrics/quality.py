@@ -22,7 +22,7 @@ gets no ``unseen_category`` findings, because a value missing from a truncated s
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -144,14 +144,7 @@ def data_quality(current: pd.DataFrame, profile: ReferenceProfile) -> QualityRep
     def share(count: int) -> float:
         return count / rows if rows else 0.0
 
-    for name in profile.columns:
-        if name not in columns:
-            findings.append(QualityFinding("missing_column", name, rows, 1.0 if rows else 0.0, "column is missing"))
-    for name in columns:
-        if name not in profile.columns:
-            findings.append(
-                QualityFinding("new_column", name, rows, 1.0 if rows else 0.0, "column is not in the reference")
-            )
+    findings.extend(schema_findings(list(columns), profile, rows))
 
     for name, expected in profile.columns.items():
         if name not in columns:
@@ -162,15 +155,7 @@ def data_quality(current: pd.DataFrame, profile: ReferenceProfile) -> QualityRep
         n_missing = int(np.count_nonzero(missing))
         missing_share[name] = share(n_missing)
         if n_missing:
-            findings.append(
-                QualityFinding(
-                    "missing",
-                    name,
-                    n_missing,
-                    share(n_missing),
-                    f"{n_missing} missing values ({share(n_missing):.1%}); reference {expected.missing_share:.1%}",
-                )
-            )
+            findings.append(missing_finding(name, n_missing, expected, share))
         # An all-missing side has no values to have a type; the missing finding already tells.
         if n_missing < rows and expected.family != UNKNOWN_FAMILY:
             family = _family(series)
@@ -300,7 +285,8 @@ def _profile(series: pd.Series, kind: ColumnKind) -> ColumnProfile:
     )
 
 
-def _category_key(value: object) -> str:
+def category_key(value: object) -> str:
+    """The text a category value is compared by (whole floats as integers, so ``1.0`` is ``\"1\"``)."""
     if isinstance(value, bool | np.bool_):
         return str(bool(value))
     if isinstance(value, float | np.floating) and math.isfinite(value) and float(value).is_integer():
@@ -322,7 +308,7 @@ def _category_counts(series: pd.Series) -> pd.Series:
         counts = present.map(_hashable).value_counts(dropna=True, sort=False)
     if counts.empty:
         return pd.Series([], dtype=np.int64)
-    keys = [_category_key(v) for v in counts.index]
+    keys = [category_key(v) for v in counts.index]
     return pd.Series(counts.to_numpy(dtype=np.int64), index=keys).groupby(level=0, sort=False).sum()
 
 
@@ -372,13 +358,20 @@ def _numerical_findings(
         below = int(np.count_nonzero(finite < expected.min))
         above = int(np.count_nonzero(finite > expected.max))
         if below or above:
-            parts = []
-            if below:
-                parts.append(f"{below} values below the reference min {expected.min!r} (lowest {finite.min()!r})")
-            if above:
-                parts.append(f"{above} values above the reference max {expected.max!r} (highest {finite.max()!r})")
-            findings.append(QualityFinding("out_of_range", name, below + above, share(below + above), "; ".join(parts)))
+            findings.append(out_of_range_finding(name, below, above, expected, float(finite.min()),
+                                                 float(finite.max()), share))
     return findings
+
+
+def out_of_range_finding(name: str, below: int, above: int, expected: ColumnProfile, lowest: float, highest: float,
+                         share: Callable[[int], float]) -> QualityFinding:
+    """The ``out_of_range`` finding of a column with ``below`` values under the reference min and ``above`` over."""
+    parts = []
+    if below:
+        parts.append(f"{below} values below the reference min {expected.min!r} (lowest {lowest!r})")
+    if above:
+        parts.append(f"{above} values above the reference max {expected.max!r} (highest {highest!r})")
+    return QualityFinding("out_of_range", name, below + above, share(below + above), "; ".join(parts))
 
 
 def _categorical_findings(
@@ -389,16 +382,40 @@ def _categorical_findings(
     counts = _category_counts(series)
     if counts.empty:
         return []
-    unseen = counts[~counts.index.isin(list(expected.categories))]
-    if unseen.empty:
+    return unseen_category_findings(name, dict(zip(counts.index, counts.tolist(), strict=True)), expected, share)
+
+
+def unseen_category_findings(name: str, counts_by_text: Mapping[str, int], expected: ColumnProfile,
+                             share: Callable[[int], float]) -> list[QualityFinding]:
+    """The ``unseen_category`` finding (or none) of a column whose values were counted by category text."""
+    unseen = sorted(((k, int(n)) for k, n in counts_by_text.items() if n and k not in expected.categories),
+                    key=lambda kv: -kv[1])
+    if not unseen:
         return []
-    unseen = unseen.sort_values(ascending=False, kind="stable")
-    n_unseen = int(unseen.sum())
+    n_unseen = sum(n for _, n in unseen)
     detail = (
         f"{n_unseen} values in {len(unseen)} categories the reference never had, "
-        f"e.g. {_examples([str(k) for k in unseen.index[: _EXAMPLES + 1]])}"
+        f"e.g. {_examples([k for k, _ in unseen[: _EXAMPLES + 1]])}"
     )
     return [QualityFinding("unseen_category", name, n_unseen, share(n_unseen), detail)]
+
+
+def missing_finding(name: str, n_missing: int, expected: ColumnProfile, share: Callable[[int], float]
+                    ) -> QualityFinding:
+    """The ``missing`` finding of a column with ``n_missing`` missing values."""
+    detail = f"{n_missing} missing values ({share(n_missing):.1%}); reference {expected.missing_share:.1%}"
+    return QualityFinding("missing", name, n_missing, share(n_missing), detail)
+
+
+def schema_findings(present: Sequence[str], profile: ReferenceProfile, rows: int) -> list[QualityFinding]:
+    """``missing_column`` and ``new_column`` findings of a window that has the columns ``present``."""
+    have = set(present)
+    whole = 1.0 if rows else 0.0
+    out = [QualityFinding("missing_column", name, rows, whole, "column is missing")
+           for name in profile.columns if name not in have]
+    out += [QualityFinding("new_column", name, rows, whole, "column is not in the reference")
+            for name in present if name not in profile.columns]
+    return out
 
 
 def _floats(series: pd.Series) -> FloatArray:

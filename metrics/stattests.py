@@ -182,8 +182,7 @@ class SamplePair:
             return list(keys.tolist()), ref_counts, cur_counts
         rs, cs = as_counts(ref), as_counts(cur)
         keys_list = list(rs.keys)
-        extra = [k for k in cs.keys if k not in rs.index]
-        keys_list.extend(extra)
+        keys_list.extend(self._current_extras)
         ref_counts = np.zeros(len(keys_list), dtype=np.int64)
         ref_counts[: len(rs.keys)] = rs.counts
         cur_counts = np.zeros(len(keys_list), dtype=np.int64)
@@ -191,16 +190,18 @@ class SamplePair:
         return keys_list, ref_counts, cur_counts
 
     @cached_property
+    def _current_extras(self) -> list[Hashable]:
+        """Current values the reference never had, in a canonical order (not the order rows came in), so
+        the same counts give bit-identical scores however the window was read or summarised."""
+        rs, cs = as_counts(self.reference), as_counts(self.current)
+        return _sort_keys([k for k in cs.keys if k not in rs.index])
+
+    @cached_property
     def current_to_union(self) -> IntArray:
         """For each current key, its position among the union keys (reference keys first)."""
         rs, cs = as_counts(self.reference), as_counts(self.current)
-        extra: dict[Hashable, int] = {}
-        positions = []
-        for key in cs.keys:
-            at = rs.index.get(key)
-            if at is None:
-                at = extra.setdefault(key, len(rs.keys) + len(extra))
-            positions.append(at)
+        extra = {k: len(rs.keys) + i for i, k in enumerate(self._current_extras)}
+        positions = [rs.index[key] if key in rs.index else extra[key] for key in cs.keys]
         return np.asarray(positions, dtype=np.int64)
 
     @cached_property

@@ -18,26 +18,17 @@ Two more ways to read than the time window:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from sqlalchemy import (
-    Float,
-    Integer,
     and_,
     bindparam,
-    case,
     create_engine,
-    func,
-    literal,
-    not_,
     select,
     text,
 )
@@ -52,8 +43,8 @@ from sqlalchemy.types import DateTime
 
 from config.errors import SourceQueryError, SourceUnavailable
 from config.model import SqlSourceConfig
+from connectors.sources.sql_pushdown import PushdownPlan, WindowAggregates, summarise
 from metrics.fairness import GROUP_SEPARATOR, FairnessCounts
-from metrics.pushdown import categories_from_counts, fairness_from_combinations, histogram_from_bins
 from metrics.sketch import CategoryState, HistogramState
 
 # Driver exception class names that mean "the database is down, slow or refusing", not "bad query".
@@ -61,16 +52,6 @@ _UNAVAILABLE = {"OperationalError", "InterfaceError", "QueryCanceled", "QueryCan
 
 
 CHUNK_ROWS = 100_000
-
-
-@dataclass(frozen=True)
-class WindowAggregates:
-    """What a window's drift, category and fairness checks need, computed in the database."""
-
-    rows: int
-    histograms: dict[str, HistogramState]
-    categories: dict[str, CategoryState]
-    fairness: dict[str, FairnessCounts]  # keyed by the features joined with "+"
 
 
 def _col(name: str, type_: Any = None) -> ColumnElement[Any]:
@@ -199,84 +180,48 @@ class SqlSource:
         value = frame[idc].max()
         return value.item() if isinstance(value, np.generic) else value
 
-    # -- pushdown ----------------------------------------------------------------------------------
-    def _aggregate(self, cols: Sequence[Any], group: Sequence[Any], where: Sequence[ColumnElement[bool]]) -> list[
-            tuple[Any, ...]]:
-        stmt = select(*cols).select_from(self._relation()).where(*where).group_by(*group)
+    # -- pushdown (connectors/sources/sql_pushdown.py) ---------------------------------------------
+    def backend(self) -> str:
+        return str(self._url.get_backend_name())
+
+    def relation(self) -> Any:
+        return self._relation()
+
+    def window_filter(self, start: datetime, end: datetime) -> list[ColumnElement[bool]]:
+        return [self._window_filter(start, end)]
+
+    def need(self, name: str, what: str) -> None:
+        self._need(name, what)
+
+    @property
+    def concurrency(self) -> int:
+        return self.config.pushdown_concurrency
+
+    def execute(self, stmt: Any) -> list[tuple[Any, ...]]:
+        """The rows of an aggregate statement (few: aggregates, never a window's rows)."""
         try:
             with self.engine.connect() as conn:
                 return [tuple(r) for r in conn.execute(stmt).fetchall()]
         except SQLAlchemyError as exc:
             raise self._translate(exc) from exc
 
-    def _finite(self, x: ColumnElement[Any]) -> list[ColumnElement[bool]]:
-        conds: list[ColumnElement[bool]] = [x.is_not(None)]
-        if self._url.get_backend_name() in ("postgresql", "duckdb"):
-            # these store NaN and infinities; the in-process path drops non-finite values
-            conds += [x != literal(float("nan"), Float()), x != literal(float("inf"), Float()),
-                      x != literal(float("-inf"), Float())]
-        return conds
-
-    def _slot(self, name: str, e: npt.NDArray[np.float64]) -> ColumnElement[Any]:
-        """The slot of each value on edges ``e``: NULL for NULL and non-finite values.
-
-        The slot of a value is the number of edges at or below it (numpy's ``searchsorted(side="right")``),
-        with the top edge closed; it is a ``CASE`` over bound edges (``width_bucket`` on PostgreSQL).
-        """
-        x = sa_column(quoted_name(name, quote=True), type_=Float())
-        top = float(e[-1])
-        skip = (not_(and_(*self._finite(x))), literal(None, Integer()))
-        if self._url.get_backend_name() == "postgresql":
-            from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION
-
-            thresholds = literal([float(v) for v in e], ARRAY(DOUBLE_PRECISION))
-            inner: ColumnElement[Any] = func.width_bucket(func.cast(x, DOUBLE_PRECISION), thresholds)
-            return case(skip, (x == literal(top, Float()), literal(e.size - 1, Integer())), else_=inner)
-        whens: list[tuple[ColumnElement[bool], Any]] = [skip]
-        whens += [(x < literal(float(v), Float()), literal(i, Integer())) for i, v in enumerate(e)]
-        whens.append((x == literal(top, Float()), literal(e.size - 1, Integer())))
-        return case(*whens, else_=literal(e.size, Integer()))
-
-    def histograms(self, edges: Mapping[str, npt.ArrayLike], start: datetime | None = None,
-                   end: datetime | None = None) -> tuple[dict[str, HistogramState], int]:
-        """Histograms of several columns from ONE scan, and the number of rows in the window.
-
-        ``GROUP BY`` the slots of all the columns together, with ``COUNT`` and each column's ``SUM``,
-        ``MIN``, ``MAX`` and sum of squares per group; each column's histogram is the other slots summed
-        out. Counts, minimum and maximum are exact; a bin's sum is a sum of the database's partial sums.
-        """
-        names = list(edges)
-        arrays = {n: np.asarray(edges[n], dtype=np.float64) for n in names}
-        for n in names:
-            self._need(n, "numerical")
-        slots = [self._slot(n, arrays[n]).label(f"k{i}") for i, n in enumerate(names)]
-        aggs: list[Any] = [func.count()]
-        for n in names:
-            xf = sa_column(quoted_name(n, quote=True), type_=Float())
-            aggs += [func.sum(xf), func.min(xf), func.max(xf), func.sum(xf * xf)]
-        where = [self._window_filter(start, end)] if start is not None and end is not None else []
-        rows = self._aggregate([*slots, *aggs], [s.element for s in slots], where)
-        k = len(names)
-        out: dict[str, HistogramState] = {}
-        for i, n in enumerate(names):
-            base = k + 1 + 4 * i
-            per = [(r[i], r[k], r[base], r[base + 1], r[base + 2], r[base + 3]) for r in rows if r[i] is not None]
-            out[n] = histogram_from_bins(arrays[n], per)
-        return out, int(sum(int(r[k]) for r in rows))
+    def summarise_window(self, start: datetime | None, end: datetime | None, plan: PushdownPlan) -> WindowAggregates:
+        """Every aggregate one window's checks need, computed by the database (see ``sql_pushdown``)."""
+        return summarise(self, plan, start, end)
 
     def histogram(self, name: str, edges: npt.ArrayLike, start: datetime | None = None,
                   end: datetime | None = None) -> HistogramState:
         """Counts, sums, min, max and sum of squares per bin of ``edges`` (plus under/overflow), in SQL."""
-        return self.histograms({name: edges}, start, end)[0][name]
+        plan = PushdownPlan(numerical={name: np.asarray(edges, dtype=np.float64)})
+        hist = self.summarise_window(start, end, plan).columns[name].histogram
+        assert hist is not None
+        return hist
 
     def category_counts(self, name: str, start: datetime | None = None, end: datetime | None = None) -> CategoryState:
         """Rows per value of a categorical column, counted in SQL."""
-        self._need(name, "categorical")
-        c = _col(name)
-        where: list[ColumnElement[bool]] = [c.is_not(None)]
-        if start is not None and end is not None:
-            where.append(self._window_filter(start, end))
-        return categories_from_counts(self._aggregate([c, func.count()], [c], where))
+        cats = self.summarise_window(start, end, PushdownPlan(categorical=[name])).columns[name].categories
+        assert cats is not None
+        return cats
 
     def fairness_counts(self, *, sensitive: Sequence[str], prediction: str, label: str | None = None,
                         pos_label: object = 1, threshold: float | None = None, start: datetime | None = None,
@@ -286,85 +231,9 @@ class SqlSource:
         With a ``threshold`` the prediction is cut in SQL (``CASE WHEN pred >= t``), so scores do not
         make one row per distinct value.
         """
-        for name in [*sensitive, prediction, *([label] if label else [])]:
-            self._need(name, "fairness")
-        pred = _col(prediction)
-        pred_key: ColumnElement[Any] = pred
-        if threshold is not None:
-            pf = sa_column(quoted_name(prediction, quote=True), type_=Float())
-            pred_key = case((pf.is_(None), literal(None, Integer())),
-                            (pf >= literal(float(threshold), Float()), literal(1, Integer())),
-                            else_=literal(0, Integer()))
-        keys: list[ColumnElement[Any]] = [_col(s).label(f"s{i}") for i, s in enumerate(sensitive)]
-        keys.append(pred_key.label("p"))
-        if label:
-            keys.append(_col(label).label("y"))
-        where = [self._window_filter(start, end)] if start is not None and end is not None else []
-        group = [k.element for k in keys]  # GROUP BY the expressions: not every dialect groups by alias
-        rows = self._aggregate([*keys, func.count().label("n")], group, where)
-        names = [f"s{i}" for i in range(len(sensitive))]
-        frame = pd.DataFrame.from_records(rows, columns=[*names, "p", *(["y"] if label else []), "n"])
-        frame = frame.rename(columns=dict(zip(names, sensitive, strict=True)))
-        if frame.empty:
-            frame["n"] = frame["n"].astype("int64")
-        return fairness_from_combinations(frame, features=list(sensitive), prediction="p",
-                                          label="y" if label else None, count="n", pos_label=pos_label,
-                                          threshold=threshold, thresholded=threshold is not None)
-
-    def aggregate_window(
-        self,
-        start: datetime | None,
-        end: datetime | None,
-        *,
-        numerical: Mapping[str, npt.ArrayLike],
-        categorical: Sequence[str] = (),
-        fairness: Sequence[Sequence[str]] = (),
-        prediction: str | None = None,
-        label: str | None = None,
-        pos_label: object = 1,
-        threshold: float | None = None,
-    ) -> WindowAggregates:
-        """Every aggregate one window's checks need, as concurrent ``GROUP BY`` queries.
-
-        ``numerical`` maps a column to the reference's bin edges; ``fairness`` lists the sensitive
-        feature sets (one feature, or several for an intersection). ``pushdown_concurrency``
-        connections run the queries side by side, so the database scans the table in parallel.
-        """
-        jobs: dict[tuple[str, str], Callable[[], Any]] = {}
-        # one column per query: binning two columns in one scan (``histograms``) was measured no faster on
-        # PostgreSQL, whose cost here is per row and per aggregate, and it sends ~100x more groups back
-        for name, edges in numerical.items():
-            jobs[("h", name)] = partial(self.histograms, {name: edges}, start, end)
-        for name in categorical:
-            jobs[("c", name)] = partial(self.category_counts, name, start, end)
-        if fairness and prediction is None:
-            raise SourceQueryError("fairness pushdown needs the prediction column")
-        for features in fairness:
-            assert prediction is not None
-            jobs[("f", GROUP_SEPARATOR.join(features))] = partial(
-                self.fairness_counts, sensitive=list(features), prediction=prediction, label=label,
-                pos_label=pos_label, threshold=threshold, start=start, end=end)
-        if not numerical:  # otherwise the histogram scans count the window's rows on the way
-            where = [self._window_filter(start, end)] if start is not None and end is not None else []
-            jobs[("n", "")] = partial(self._aggregate, [func.count()], [], where)
-        with ThreadPoolExecutor(max_workers=self.config.pushdown_concurrency,
-                                thread_name_prefix="aims-pushdown") as pool:
-            futures = {key: pool.submit(job) for key, job in jobs.items()}
-            done = {key: f.result() for key, f in futures.items()}
-        histograms: dict[str, HistogramState] = {}
-        rows = 0
-        for (t, _), v in done.items():
-            if t == "h":
-                histograms.update(v[0])
-                rows = v[1]
-            elif t == "n":
-                rows = int(v[0][0])
-        return WindowAggregates(
-            rows=rows,
-            histograms=histograms,
-            categories={k: v for (t, k), v in done.items() if t == "c"},
-            fairness={k: v for (t, k), v in done.items() if t == "f"},
-        )
+        plan = PushdownPlan(fairness=[list(sensitive)], prediction=prediction, label=label, pos_label=pos_label,
+                            threshold=threshold)
+        return self.summarise_window(start, end, plan).fairness[GROUP_SEPARATOR.join(sensitive)]
 
     # -- plumbing ----------------------------------------------------------------------------------
     def _bound(self, ts: datetime) -> datetime:

@@ -16,6 +16,7 @@ from sqlalchemy import Column, DateTime, Double, Integer, MetaData, String, Tabl
 from config.errors import SourceQueryError, SourceUnavailable
 from config.model import SqlSourceConfig
 from connectors.sources.sql import SqlSource
+from connectors.sources.sql_pushdown import PushdownPlan
 from metrics.fairness import FairnessCounts
 from metrics.sketch import CategoryState, HistogramState, reference_edges
 from tests.conftest import free_port
@@ -215,24 +216,28 @@ def test_one_window_of_aggregates_runs_concurrently_and_matches_the_single_queri
     try:
         start, end = T0, T0 + timedelta(hours=3)
         edges = np.linspace(-3, 3, 13)
-        agg = src.aggregate_window(start, end, numerical={"x": edges, HOSTILE_COL: np.linspace(0, 1, 5)},
-                                   categorical=["colour", "grp"], fairness=[["grp"], ["grp", "colour"]],
-                                   prediction=HOSTILE_COL, label="label", threshold=0.5)
+        plan = PushdownPlan(numerical={"x": edges, HOSTILE_COL: np.linspace(0, 1, 5)},
+                            categorical=["colour", "grp"], fairness=[["grp"], ["grp", "colour"]],
+                            prediction=HOSTILE_COL, label="label", threshold=0.5)
+        agg = src.summarise_window(start, end, plan)
         frame = src.read_window(start, end, columns=COLS)
         assert agg.rows == len(frame)
         alone = src.histogram("x", edges, start, end)
-        # both columns binned in one scan: each histogram is the other's slots summed out
-        joint = src.histograms({"x": edges, HOSTILE_COL: np.linspace(0, 1, 5)}, start, end)[0]["x"]
-        assert agg.histograms["x"].counts.tolist() == alone.counts.tolist()
-        assert joint.counts.tolist() == alone.counts.tolist()
-        assert (joint.minimum, joint.maximum) == (alone.minimum, alone.maximum)
-        np.testing.assert_allclose([float(v) for v in joint.sums], [float(v) for v in alone.sums], rtol=1e-9,
-                                   atol=1e-9)
-        assert agg.histograms[HOSTILE_COL].counts.tolist() == HistogramState.from_values(
+        x = agg.columns["x"]
+        assert x.histogram is not None and x.histogram.counts.tolist() == alone.counts.tolist()
+        assert x.missing == int(frame["x"].isna().sum())
+        score = agg.columns[HOSTILE_COL].histogram
+        assert score is not None and score.counts.tolist() == HistogramState.from_values(
             np.linspace(0, 1, 5), frame[HOSTILE_COL].to_numpy(dtype=float)).counts.tolist()
-        assert dict(agg.categories["grp"].counts) == dict(CategoryState.from_values(frame["grp"]).counts)
+        grp = agg.columns["grp"].categories
+        assert grp is not None and dict(grp.counts) == dict(CategoryState.from_values(frame["grp"]).counts)
+        assert agg.columns["colour"].missing == int(frame["colour"].isna().sum())
         here = FairnessCounts.from_arrays(y_pred=frame[HOSTILE_COL], y_true=frame["label"],
                                           sensitive=frame[["grp", "colour"]], threshold=0.5)
+        assert agg.fairness["grp+colour"].groups == here.groups
         assert agg.fairness["grp+colour"].counts.tolist() == here.counts.tolist()
+        alone_fair = FairnessCounts.from_arrays(y_pred=frame[HOSTILE_COL], y_true=frame["label"],
+                                                sensitive=frame[["grp"]], threshold=0.5)
+        assert agg.fairness["grp"].counts.tolist() == alone_fair.counts.tolist()
     finally:
         src.close()
