@@ -7,17 +7,23 @@ module calls only ``metrics/`` (pure computation); the runner does the I/O aroun
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from agent.decisions import State, Verdict, worst
+from config.errors import MetricInputError
 from config.model import PredictionKind, SystemConfig
-from metrics.drift import ColumnDrift, DriftSpec, PreparedReference, column_drift
-from metrics.fairness import FairnessResult, fairness
+from connectors.sources.sql_pushdown import PushdownPlan, WindowAggregates
+from metrics.aggregates import StateReference, WindowSummary, judge_column, judge_drift, quality_from_summary
+from metrics.drift import ColumnDrift, DatasetDrift, DriftSpec, PreparedReference, column_drift, summarise
+from metrics.fairness import FairnessResult, fairness, fairness_from_counts
 from metrics.performance import classification_metrics, regression_metrics
 from metrics.quality import QualityReport, ReferenceProfile, data_quality
+from metrics.stattests import CountSample
 
 Series = tuple[str, dict[str, str], float]  # (family, labels without `system`, value)
 
@@ -31,9 +37,13 @@ class SystemReference:
     prediction: pd.Series | None
     rows: int
     digest: str
+    #: for windows judged from aggregates (SQL pushdown): edges and states of every watched column
+    states: StateReference | None = None
+    label_cardinality: int | None = None  # distinct labels in the reference, when it has them
+    label_numeric: bool = True  # the reference's labels are numbers
 
     @classmethod
-    def build(cls, system: SystemConfig, frame: pd.DataFrame) -> SystemReference:
+    def build(cls, system: SystemConfig, frame: pd.DataFrame, *, aggregates: bool = False) -> SystemReference:
         schema = system.schema_
         features = [c for c in schema.features if c in frame.columns]
         kinds = {c: schema.features[c].value for c in features}
@@ -45,7 +55,27 @@ class SystemReference:
         pred = None
         if schema.prediction and schema.prediction.column in frame.columns:
             pred = frame[schema.prediction.column].reset_index(drop=True)
-        return cls(drift=prepared, profile=profile, prediction=pred, rows=len(frame), digest=prepared.digest)
+        states = None
+        if aggregates:
+            # the other watched columns (sensitive features, the prediction) as data quality sees them
+            others = {c: profile.columns[c].kind for c in present if c not in features}
+            pkind = prediction_kind(system)
+            if schema.prediction and schema.prediction.column in others and pkind == "numerical":
+                others[schema.prediction.column] = "numerical"
+            rest = PreparedReference.prepare(frame, columns=list(others), kinds=others)
+            states = StateReference.from_prepared(prepared, rest)
+        label = schema.label
+        has_label = bool(label) and label in frame.columns
+        return cls(drift=prepared, profile=profile, prediction=pred, rows=len(frame), digest=prepared.digest,
+                   states=states, label_cardinality=int(frame[label].nunique()) if has_label else None,
+                   label_numeric=not has_label or pd.api.types.is_numeric_dtype(frame[label]))
+
+
+def prediction_kind(system: SystemConfig) -> Literal["numerical", "categorical"]:
+    """How the prediction's drift is judged: scores and regression outputs as numbers, classes as categories."""
+    pred = system.schema_.prediction
+    numeric = pred is not None and pred.kind in (PredictionKind.score, PredictionKind.regression)
+    return "numerical" if numeric else "categorical"
 
 
 def quality_columns(system: SystemConfig) -> list[str]:
@@ -147,12 +177,15 @@ def _insufficient(check: str, subject: str, why: str) -> Verdict:
 
 
 def _quality(system: SystemConfig, ref: SystemReference, df: pd.DataFrame, ev: WindowEvaluation) -> None:
-    cfg = system.checks.data_quality
     if df.empty:
         ev.verdicts.append(_insufficient("data_quality", "dataset", "no rows in the window"))
         return
     skip = _bookkeeping(system)
-    report: QualityReport = data_quality(df[[c for c in df.columns if c not in skip]], ref.profile)
+    _quality_verdict(system, data_quality(df[[c for c in df.columns if c not in skip]], ref.profile), ev)
+
+
+def _quality_verdict(system: SystemConfig, report: QualityReport, ev: WindowEvaluation) -> None:
+    cfg = system.checks.data_quality
     ev.computed_checks.add("data_quality")
     findings = [{"kind": f.kind, "column": f.column, "count": f.count, "share": f.share, "detail": f.detail}
                 for f in report.findings]
@@ -187,22 +220,37 @@ def _drift(system: SystemConfig, ref: SystemReference, df: pd.DataFrame, ev: Win
            enough: bool) -> None:
     cfg = system.checks.drift
     if not enough:
-        why = f"{len(df)} rows, fewer than window.min_rows={system.window.min_rows}"
-        ev.verdicts.append(_insufficient("drift", "dataset", why))
-        if cfg.prediction and system.schema_.prediction:
-            ev.verdicts.append(_insufficient("prediction_drift", system.schema_.prediction.column, why))
+        _drift_insufficient(system, f"{len(df)} rows, fewer than window.min_rows={system.window.min_rows}", ev)
         return
-    spec = DriftSpec(method=cfg.method, threshold=cfg.threshold, per_column_method=cfg.per_column,
+    spec = _drift_spec(system)
+    present = [c for c in ref.drift.columns if c in df.columns]
+    # values that are not numbers are counted as type errors by the data-quality check; drift is judged on
+    # the values that are
+    current = _numeric_columns(ref, df[present])
+    result = ref.drift.compare(current, spec, columns=present) if present else None
+    _drift_verdict(result, ev)
+    pred = system.schema_.prediction
+    if cfg.prediction and pred and ref.prediction is not None:
+        if pred.column not in df.columns:
+            ev.verdicts.append(_insufficient("prediction_drift", pred.column, "no prediction column in window"))
+            return
+        kind = prediction_kind(system)
+        pred_values = df[pred.column].reset_index(drop=True)
+        if kind == "numerical" and not pd.api.types.is_numeric_dtype(pred_values):
+            pred_values = pd.to_numeric(pred_values, errors="coerce")
+        _prediction_verdict(column_drift(ref.prediction, pred_values, column=pred.column,
+                                         kind=kind, method=cfg.per_column.get(pred.column, cfg.method),
+                                         threshold=cfg.per_column_threshold.get(pred.column, cfg.threshold)), ev)
+
+
+def _drift_spec(system: SystemConfig) -> DriftSpec:
+    cfg = system.checks.drift
+    return DriftSpec(method=cfg.method, threshold=cfg.threshold, per_column_method=cfg.per_column,
                      per_column_threshold=cfg.per_column_threshold, drift_share=cfg.drift_share,
                      fdr_alpha=cfg.fdr_alpha)
-    present = [c for c in ref.drift.columns if c in df.columns]
-    current = df[present].copy()
-    for name in present:
-        if ref.drift.kinds.get(name) == "numerical" and not pd.api.types.is_numeric_dtype(current[name]):
-            # values that are not numbers are counted as type errors by the data-quality check; drift is
-            # judged on the values that are
-            current[name] = pd.to_numeric(current[name], errors="coerce")
-    result = ref.drift.compare(current, spec) if present else None
+
+
+def _drift_verdict(result: DatasetDrift | None, ev: WindowEvaluation) -> None:
     ev.computed_checks.add("drift")
     if result is None:
         ev.verdicts.append(_insufficient("drift", "dataset", "none of the reference's features is in the window"))
@@ -228,29 +276,19 @@ def _drift(system: SystemConfig, ref: SystemReference, df: pd.DataFrame, ev: Win
                                summary=summary,
                                detail={"columns": cols, "drifted_count": result.drifted_count,
                                        "judged_count": len(judged), "drifted": drifted}))
-    pred = system.schema_.prediction
-    if cfg.prediction and pred and ref.prediction is not None:
-        if pred.column not in df.columns:
-            ev.verdicts.append(_insufficient("prediction_drift", pred.column, "no prediction column in window"))
-            return
-        numeric = pred.kind in (PredictionKind.score, PredictionKind.regression)
-        kind: Literal["numerical", "categorical"] = "numerical" if numeric else "categorical"
-        pred_values = df[pred.column].reset_index(drop=True)
-        if numeric and not pd.api.types.is_numeric_dtype(pred_values):
-            pred_values = pd.to_numeric(pred_values, errors="coerce")
-        pd_res = column_drift(ref.prediction, pred_values, column=pred.column,
-                              kind=kind, method=cfg.per_column.get(pred.column, cfg.method),
-                              threshold=cfg.per_column_threshold.get(pred.column, cfg.threshold))
-        ev.results["prediction_drift"] = column_json(pd_res)
-        if pd_res.status != "ok":
-            ev.verdicts.append(_insufficient("prediction_drift", pred.column, "no usable predictions"))
-            return
-        ev.series.append(("prediction_drift_score", {"method": pd_res.method}, float(pd_res.score)))
-        ev.series.append(("prediction_drift_detected", {}, 1.0 if pd_res.drifted else 0.0))
-        ev.verdicts.append(Verdict(
-            "prediction_drift", pred.column, "breach" if pd_res.drifted else "ok", value=_num(pd_res.score),
-            threshold=pd_res.threshold, summary=f"{pd_res.method} score {pd_res.score:.4g}",
-            detail={"method": pd_res.method, "floor": pd_res.is_p_value}))
+
+
+def _prediction_verdict(pd_res: ColumnDrift, ev: WindowEvaluation) -> None:
+    ev.results["prediction_drift"] = column_json(pd_res)
+    if pd_res.status != "ok":
+        ev.verdicts.append(_insufficient("prediction_drift", pd_res.column, "no usable predictions"))
+        return
+    ev.series.append(("prediction_drift_score", {"method": pd_res.method}, float(pd_res.score)))
+    ev.series.append(("prediction_drift_detected", {}, 1.0 if pd_res.drifted else 0.0))
+    ev.verdicts.append(Verdict(
+        "prediction_drift", pd_res.column, "breach" if pd_res.drifted else "ok", value=_num(pd_res.score),
+        threshold=pd_res.threshold, summary=f"{pd_res.method} score {pd_res.score:.4g}",
+        detail={"method": pd_res.method, "floor": pd_res.is_p_value}))
 
 
 def _binary_inputs(system: SystemConfig, df: pd.DataFrame) -> tuple[pd.Series, object, float | None]:
@@ -266,7 +304,7 @@ def _fairness(system: SystemConfig, df: pd.DataFrame, ev: WindowEvaluation, enou
     pred = system.schema_.prediction
     assert pred is not None
     label = system.schema_.label
-    out = []
+    out: list[dict[str, Any]] = []
     for spec in cfg.sensitive:
         parts = spec.split("+")
         missing = [c for c in [*parts, pred.column] if c not in df.columns]
@@ -286,40 +324,46 @@ def _fairness(system: SystemConfig, df: pd.DataFrame, ev: WindowEvaluation, enou
         else:
             res = fairness(y_pred=y_pred.reset_index(drop=True), sensitive=df[parts].reset_index(drop=True),
                            pos_label=pos, threshold=thr, min_group_size=cfg.min_group_size)
-        ev.computed_checks.add("fairness")
-        rj = fairness_json(res)
-        out.append(rj)
-        for name, gap in res.metrics.items():
-            if _num(gap) is not None:
-                ev.series.append(("fairness_metric", {"sensitive": spec, "metric": name}, float(gap)))
-        for g in res.groups:
-            ev.series.append(("fairness_group_count", {"sensitive": spec, "group": g.group}, float(g.count)))
-            for m in ("selection_rate", "true_positive_rate", "false_positive_rate"):
-                rate = _num(getattr(g, m))
-                if rate is not None:
-                    ev.series.append(("fairness_group_rate", {"sensitive": spec, "group": g.group, "metric": m},
-                                      rate))
-        value = _num(res.metrics.get(cfg.metric))
-        if res.status != "ok" or value is None:
-            ev.verdicts.append(_insufficient("fairness", spec, f"{res.judged_groups} groups of at least "
-                                             f"{cfg.min_group_size} rows (or no labels for {cfg.metric})"))
-            continue
-        is_ratio = cfg.metric == "demographic_parity_ratio"
-        over = value < cfg.threshold if is_ratio else value > cfg.threshold
-        significant = res.significant.get(cfg.metric, True)
-        state: State = "breach" if over and (significant or not cfg.require_significance) else (
-            "warning" if over else "ok")
-        judged = [g for g in res.groups if g.judged]
-        rates = sorted(judged, key=lambda g: g.selection_rate)
-        affected = rates[0].group if rates else "?"
-        ev.verdicts.append(Verdict(
-            "fairness", spec, state, value=value, threshold=cfg.threshold,
-            summary=f"{cfg.metric} {value:.3f} (threshold {cfg.threshold})"
-                    + ("" if significant else "; not statistically significant"),
-            detail={"metric": cfg.metric, "affected": affected, "affected_groups": [affected],
-                    "groups": rj["groups"], "significant": significant, "floor": is_ratio}))
+        _fairness_verdict(system, spec, res, ev, out)
     if out:
         ev.results["fairness"] = out
+
+
+def _fairness_verdict(system: SystemConfig, spec: str, res: FairnessResult, ev: WindowEvaluation,
+                      out: list[dict[str, Any]]) -> None:
+    cfg = system.checks.fairness
+    ev.computed_checks.add("fairness")
+    rj = fairness_json(res)
+    out.append(rj)
+    for name, gap in res.metrics.items():
+        if _num(gap) is not None:
+            ev.series.append(("fairness_metric", {"sensitive": spec, "metric": name}, float(gap)))
+    for g in res.groups:
+        ev.series.append(("fairness_group_count", {"sensitive": spec, "group": g.group}, float(g.count)))
+        for m in ("selection_rate", "true_positive_rate", "false_positive_rate"):
+            rate = _num(getattr(g, m))
+            if rate is not None:
+                ev.series.append(("fairness_group_rate", {"sensitive": spec, "group": g.group, "metric": m},
+                                  rate))
+    value = _num(res.metrics.get(cfg.metric))
+    if res.status != "ok" or value is None:
+        ev.verdicts.append(_insufficient("fairness", spec, f"{res.judged_groups} groups of at least "
+                                         f"{cfg.min_group_size} rows (or no labels for {cfg.metric})"))
+        return
+    is_ratio = cfg.metric == "demographic_parity_ratio"
+    over = value < cfg.threshold if is_ratio else value > cfg.threshold
+    significant = res.significant.get(cfg.metric, True)
+    state: State = "breach" if over and (significant or not cfg.require_significance) else (
+        "warning" if over else "ok")
+    judged = [g for g in res.groups if g.judged]
+    rates = sorted(judged, key=lambda g: g.selection_rate)
+    affected = rates[0].group if rates else "?"
+    ev.verdicts.append(Verdict(
+        "fairness", spec, state, value=value, threshold=cfg.threshold,
+        summary=f"{cfg.metric} {value:.3f} (threshold {cfg.threshold})"
+                + ("" if significant else "; not statistically significant"),
+        detail={"metric": cfg.metric, "affected": affected, "affected_groups": [affected],
+                "groups": rj["groups"], "significant": significant, "floor": is_ratio}))
 
 
 def _performance(system: SystemConfig, df: pd.DataFrame, ev: WindowEvaluation) -> None:
@@ -368,3 +412,153 @@ def _performance(system: SystemConfig, df: pd.DataFrame, ev: WindowEvaluation) -
 def _neg(labels: pd.Series, pos: object) -> object:
     others = [v for v in pd.unique(labels.dropna()) if v != pos]
     return others[0] if others else (0 if pos == 1 else f"not {pos}")
+
+
+# --- windows judged from aggregates (SQL pushdown) --------------------------------------------------------
+
+ReadColumns = Callable[[Sequence[str]], pd.DataFrame]
+
+
+def pushdown_plan(system: SystemConfig, ref: SystemReference, present: Sequence[str],
+                  phase: Phase = "all") -> PushdownPlan:
+    """What the database must aggregate for one window of ``system`` (see :func:`evaluate_aggregates`)."""
+    states = ref.states
+    if states is None:
+        raise MetricInputError(f"system {system.id}: the reference was not prepared for aggregates")
+    have = set(present)
+    watched = [c for c in quality_columns(system) if c in have and c in ref.profile.columns]
+    numerical: dict[str, Any] = {}
+    categorical: list[str] = []
+    for c in watched:
+        if ref.profile.columns[c].kind == "numerical" or states.kinds.get(c) == "numerical":
+            # a column with no usable reference value still has its missing values counted
+            numerical[c] = states.numeric[c].edges if c in states.numeric else np.array([0.0, 1.0])
+        else:
+            categorical.append(c)
+    cfg = system.checks.fairness
+    pred = system.schema_.prediction
+    fair: list[list[str]] = []
+    label = None
+    if cfg.enabled and pred is not None and pred.column in have and phase != "labels" and (
+            phase == "all" or cfg.metric not in LABEL_METRICS):
+        fair = [spec.split("+") for spec in cfg.sensitive if all(p in have for p in spec.split("+"))]
+        if phase == "all" and system.schema_.label in have:
+            label = system.schema_.label
+    label_column = system.schema_.label
+    if phase == "all" and label_column and label_column in have and label_column not in numerical:
+        # counted for the number of labelled rows (its missing values), not judged
+        if ref.label_numeric:
+            numerical[label_column] = np.array([0.0, 1.0])
+        elif label_column not in categorical:
+            categorical.append(label_column)
+    cardinality = {c: s.nunique for c, s in states.samples.items() if isinstance(s, CountSample)}
+    if label is not None and ref.label_cardinality is not None:
+        cardinality[label] = ref.label_cardinality
+    threshold = pred.threshold if pred is not None and pred.kind is PredictionKind.score else None
+    return PushdownPlan(numerical=numerical, categorical=categorical, fairness=fair,
+                        prediction=pred.column if pred is not None and fair else None, label=label,
+                        pos_label=pred.pos_label if pred is not None else 1, threshold=threshold,
+                        cardinality=cardinality)
+
+
+def evaluate_aggregates(system: SystemConfig, ref: SystemReference, agg: WindowAggregates,
+                        present: Sequence[str], read: ReadColumns, phase: Phase = "all") -> WindowEvaluation:
+    """Judge a window from the aggregates of :func:`pushdown_plan`, as :func:`evaluate_window` judges its rows.
+
+    Drift tests that need every value, and performance (which needs each prediction with its label), read
+    just those columns through ``read``. The labels phase of late ground truth is judged on rows.
+    """
+    if phase == "labels":
+        raise MetricInputError("the labels phase is judged on rows, not aggregates")
+    assert ref.states is not None
+    ev = WindowEvaluation(rows=agg.rows)
+    checks = system.checks
+    enough = agg.rows >= system.window.min_rows
+    ev.results.update({"rows": agg.rows, "phase": phase, "reference_digest": ref.digest, "aggregated": True})
+    skip = _bookkeeping(system)
+    window = WindowSummary(rows=agg.rows, present=[c for c in present if c not in skip], columns=agg.columns)
+    ev.series.append(("window_rows", {}, float(agg.rows)))
+    if checks.data_quality.enabled:
+        if agg.rows == 0:
+            ev.verdicts.append(_insufficient("data_quality", "dataset", "no rows in the window"))
+        else:
+            _quality_verdict(system, quality_from_summary(window, ref.profile), ev)
+    if checks.drift.enabled:
+        _drift_from_aggregates(system, ref, ref.states, window, read, ev, enough)
+    needs_labels = checks.fairness.metric in LABEL_METRICS
+    if checks.fairness.enabled and (phase == "all" or not needs_labels):
+        out: list[dict[str, Any]] = []
+        for spec in checks.fairness.sensitive:
+            counts = agg.fairness.get(spec)
+            unlabelled = agg.fairness_unlabelled.get(spec)
+            if not enough or counts is None:
+                why = f"{agg.rows} rows, fewer than window.min_rows" if counts is not None else "missing columns"
+                ev.verdicts.append(_insufficient("fairness", spec, why))
+                continue
+            if counts.labelled and not counts.counts.sum() and unlabelled is not None:
+                counts = unlabelled  # no label in the window yet: judged on predictions, as on rows
+            _fairness_verdict(system, spec, fairness_from_counts(counts, min_group_size=checks.fairness.min_group_size),
+                              ev, out)
+        if out:
+            ev.results["fairness"] = out
+    if phase == "all":
+        label, pred = system.schema_.label, system.schema_.prediction
+        summary = agg.columns.get(label) if label else None
+        labelled = agg.rows - summary.missing if summary is not None else 0
+        ev.results["labelled_rows"] = labelled
+        ev.series.append(("window_labelled_rows", {}, float(labelled)))
+        if checks.performance.enabled and label is not None and pred is not None:
+            # each prediction with its label: the two columns travel, the features do not
+            pair = [pred.column, label]
+            _performance(system, read(pair) if labelled else pd.DataFrame(columns=pair), ev)
+    return ev
+
+
+def _drift_from_aggregates(system: SystemConfig, ref: SystemReference, states: StateReference,
+                           window: WindowSummary, read: ReadColumns, ev: WindowEvaluation, enough: bool) -> None:
+    cfg = system.checks.drift
+    pred = system.schema_.prediction
+    if not enough:
+        _drift_insufficient(system, f"{window.rows} rows, fewer than window.min_rows={system.window.min_rows}", ev)
+        return
+    spec = _drift_spec(system)
+    present = set(window.present)
+    columns = [c for c in ref.drift.columns if c in present]
+    judged, need = judge_drift(states, window, spec, columns)
+    if need:
+        # judged on their values, without false-alarm control yet: summarise() applies it to all columns
+        exact = ref.drift.compare(_numeric_columns(ref, read(need)), replace(spec, fdr_alpha=None), columns=need)
+        judged += exact.columns
+    order = {c: i for i, c in enumerate(columns)}
+    _drift_verdict(summarise(sorted(judged, key=lambda c: order[c.column]), spec) if columns else None, ev)
+    if not (cfg.prediction and pred and ref.prediction is not None):
+        return
+    if pred.column not in present or pred.column not in states.kinds:
+        ev.verdicts.append(_insufficient("prediction_drift", pred.column, "no prediction column in window"))
+        return
+    kind = prediction_kind(system)
+    method = cfg.per_column.get(pred.column, cfg.method)
+    threshold = cfg.per_column_threshold.get(pred.column, cfg.threshold)
+    verdict = judge_column(states, window, pred.column, kind=kind, method=method, threshold=threshold)
+    if verdict is None:
+        values = read([pred.column])[pred.column].reset_index(drop=True)
+        if kind == "numerical" and not pd.api.types.is_numeric_dtype(values):
+            values = pd.to_numeric(values, errors="coerce")
+        verdict = column_drift(ref.prediction, values, column=pred.column, kind=kind, method=method,
+                               threshold=threshold)
+    _prediction_verdict(verdict, ev)
+
+
+def _numeric_columns(ref: SystemReference, frame: pd.DataFrame) -> pd.DataFrame:
+    """Values that are not numbers in numerical columns become NaN (data quality counts them)."""
+    out = frame.copy()
+    for name in out.columns:
+        if ref.drift.kinds.get(name) == "numerical" and not pd.api.types.is_numeric_dtype(out[name]):
+            out[name] = pd.to_numeric(out[name], errors="coerce")
+    return out
+
+
+def _drift_insufficient(system: SystemConfig, why: str, ev: WindowEvaluation) -> None:
+    ev.verdicts.append(_insufficient("drift", "dataset", why))
+    if system.checks.drift.prediction and system.schema_.prediction:
+        ev.verdicts.append(_insufficient("prediction_drift", system.schema_.prediction.column, why))

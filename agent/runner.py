@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,7 +24,15 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from agent.decisions import Streaks, Verdict, step
-from agent.evaluate import Phase, SystemReference, WindowEvaluation, evaluate_window, labels_delayed
+from agent.evaluate import (
+    Phase,
+    SystemReference,
+    WindowEvaluation,
+    evaluate_aggregates,
+    evaluate_window,
+    labels_delayed,
+    pushdown_plan,
+)
 from agent.evidence import ledger_from_config
 from agent.incidents import IncidentChange, IncidentManager, Outbox, utc
 from agent.playbooks import Playbooks
@@ -33,7 +41,7 @@ from agent.store import Store
 from config.errors import AimsError, ConfigError, InputError, Problem, SourceError, StateStoreError
 from config.loader import config_digest
 from config.model import AgentConfig, LocalFolderSinkConfig, SystemConfig
-from connectors.base import Sink, Source
+from connectors.base import AggregatingSource, Sink, Source
 from connectors.registry import SINK_GROUP, SOURCE_GROUP, load_plugin
 
 log = logging.getLogger("aims.runner")
@@ -161,9 +169,13 @@ class Agent:
                 src.close()
             if frame.empty:
                 raise InputError(f"system {system.id}: the reference data has no rows")
-            ref = SystemReference.build(system, frame)
+            ref = SystemReference.build(system, frame, aggregates=self.aggregated(system))
             self._references[system.id] = ref
         return ref
+
+    def aggregated(self, system: SystemConfig) -> bool:
+        """Whether the system's windows are judged from aggregates computed by its source (pushdown)."""
+        return bool(getattr(system.source, "pushdown", False)) and isinstance(self.source(system), AggregatingSource)
 
     @staticmethod
     def _columns(system: SystemConfig) -> list[str]:
@@ -231,13 +243,28 @@ class Agent:
                    phase: Phase = "all") -> RunOutcome:
         t0 = time.perf_counter()
         try:
-            with self._stage(system.id, "read"):
-                ref = self.reference(system)
-                df = self.source(system).read_window(start, end, columns=self._columns(system))
-                if phase == "labels":
-                    df = self._join_labels(system, df, start, end)
-            with self._stage(system.id, "metrics"):
-                ev = evaluate_window(system, ref, df, phase)
+            src = self.source(system)
+            if phase != "labels" and self.aggregated(system):
+                assert isinstance(src, AggregatingSource)
+                with self._stage(system.id, "read"):
+                    ref = self.reference(system)
+                    wanted = set(self._columns(system))
+                    present = [c for c in src.available_columns() if c in wanted]
+                    agg = src.summarise_window(start, end, pushdown_plan(system, ref, present, phase))
+
+                def read(columns: Sequence[str]) -> pd.DataFrame:  # only the columns a test needs all values of
+                    return src.read_window(start, end, columns=list(columns))
+
+                with self._stage(system.id, "metrics"):
+                    ev = evaluate_aggregates(system, ref, agg, present, read, phase)
+            else:
+                with self._stage(system.id, "read"):
+                    ref = self.reference(system)
+                    df = src.read_window(start, end, columns=self._columns(system))
+                    if phase == "labels":
+                        df = self._join_labels(system, df, start, end)
+                with self._stage(system.id, "metrics"):
+                    ev = evaluate_window(system, ref, df, phase)
         except (SourceError, InputError) as exc:
             return self._failed(system, start, end, now, exc, time.perf_counter() - t0)
         duration = time.perf_counter() - t0
@@ -247,7 +274,7 @@ class Agent:
         except StateStoreError as exc:
             if isinstance(exc.__cause__, IntegrityError):
                 log.info("window %s of %s was judged by another replica", start, system.id)
-                return RunOutcome(system.id, start, end, "skipped", rows=len(df))
+                return RunOutcome(system.id, start, end, "skipped", rows=ev.rows)
             raise
 
     @contextmanager

@@ -157,7 +157,9 @@ class SqlSourceConfig(Strict):
     query_timeout_s: float = Field(default=300.0, gt=0, description="a slower query fails as SourceUnavailable")
     watermark: SqlWatermark | None = Field(
         default=None, description="kind id: rows are also readable after a monotonically increasing id column")
-    pushdown_concurrency: int = Field(default=4, ge=1, le=32,
+    pushdown: bool = Field(default=False, description="judge windows from aggregates computed by the database "
+                                                      "(GROUP BY), so only kilobytes travel, not the window")
+    pushdown_concurrency: int = Field(default=2, ge=1, le=32,
                                       description="aggregate queries of one window run on this many connections")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)

@@ -12,9 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from connectors.sources.sql_pushdown import PushdownPlan, WindowAggregates
 
 
 @runtime_checkable
@@ -77,3 +80,16 @@ class Sink(Protocol):
         ...
 
     def describe(self) -> str: ...
+
+
+@runtime_checkable
+class AggregatingSource(Protocol):
+    """A source that can summarise a window where the data lives (SQL pushdown) so only aggregates travel."""
+
+    def available_columns(self) -> list[str]:
+        """Every column the source has."""
+        ...
+
+    def summarise_window(self, start: datetime | None, end: datetime | None, plan: PushdownPlan) -> WindowAggregates:
+        """The aggregates ``plan`` asks for over the window (see ``connectors/sources/sql_pushdown.py``)."""
+        ...

@@ -38,7 +38,7 @@ import numpy.typing as npt
 
 from config.errors import MetricInputError
 from metrics import stattests
-from metrics.drift import ColumnDrift, DriftSpec, PreparedReference, judge_samples
+from metrics.drift import ColumnDrift, ColumnKind, DriftSpec, PreparedReference, judge_samples
 from metrics.quality import (
     ColumnProfile,
     QualityFinding,
@@ -51,7 +51,7 @@ from metrics.quality import (
     unseen_category_findings,
 )
 from metrics.sketch import CategoryState, HistogramState, reference_edges, wasserstein_from_states
-from metrics.stattests import CountSample, NumericSample
+from metrics.stattests import CountSample, NumericSample, Sample
 
 __all__ = [
     "VALUE_COUNT_CAP",
@@ -60,8 +60,10 @@ __all__ = [
     "NumericReference",
     "StateReference",
     "WindowSummary",
+    "judge_column",
     "judge_drift",
     "quality_from_summary",
+    "value_edges",
 ]
 
 #: evidently bins a numerical column one value per bin when its reference has at most this many values.
@@ -69,7 +71,7 @@ VALUE_COUNT_LIMIT = 20
 #: A window's values of such a column are counted exactly up to this many distinct values.
 VALUE_COUNT_CAP = 1000
 #: Tests on a numerical column that can be computed from exact value counts alone.
-_COUNTED_NUMERIC = frozenset({"jensenshannon", "psi", "kl_div", "wasserstein"})
+_COUNTED_NUMERIC = frozenset({"jensenshannon", "psi", "kl_div", "wasserstein", "chisquare", "z"})
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -118,39 +120,56 @@ class NumericReference:
 class StateReference:
     """The reference prepared for aggregates: bin edges, states and exact value counts per column."""
 
-    prepared: PreparedReference
+    kinds: Mapping[str, ColumnKind]
+    samples: Mapping[str, Sample]
     numeric: Mapping[str, NumericReference]
 
     @classmethod
-    def from_prepared(cls, prepared: PreparedReference, *, extra: Mapping[str, NumericSample] | None = None
-                      ) -> StateReference:
-        """Edges (100 quantile bins, refined in the tails) and states of every numerical column.
+    def from_prepared(cls, *prepared: PreparedReference) -> StateReference:
+        """Edges and states of every numerical column of the prepared references.
 
-        ``extra`` adds numerical samples that are not drift features (e.g. the prediction score).
+        Numerical columns with few values get one bin per value (edges between them), so a window's exact
+        value counts can be read back from its histogram; the others get 100 quantile bins, refined in the
+        tails (:func:`metrics.sketch.reference_edges`). The outer edges are the reference min and max.
         """
-        samples = {c: prepared.sample(c) for c in prepared.columns if prepared.kinds[c] == "numerical"}
-        samples.update(extra or {})
+        kinds: dict[str, ColumnKind] = {}
+        samples: dict[str, Sample] = {}
+        for p in prepared:
+            for c in p.columns:
+                kinds[c], samples[c] = p.kinds[c], p.sample(c)
         numeric: dict[str, NumericReference] = {}
         for name, sample in samples.items():
-            if not isinstance(sample, NumericSample):
-                raise MetricInputError(f"column {name!r} is numerical but its reference was counted")
-            if sample.n == 0:
+            if kinds[name] != "numerical" or not isinstance(sample, NumericSample) or sample.n == 0:
                 continue
-            edges = reference_edges(sample.values)
             values = None
+            edges = None
             if sample.nunique <= VALUE_COUNT_LIMIT:
                 keys, counts = sample.unique_counts
                 values = CategoryState(dict(zip(keys.tolist(), counts.tolist(), strict=True)))
+                edges = value_edges(keys)
+            if edges is None:
+                edges = reference_edges(sample.values)
             numeric[name] = NumericReference(edges, HistogramState.from_values(edges, sample.values), sample.std,
                                              values, sample)
-        return cls(prepared, numeric)
+        return cls(kinds, samples, numeric)
 
-    def edges(self) -> dict[str, FloatArray]:
-        return {name: ref.edges for name, ref in self.numeric.items()}
+    def edges(self, columns: Sequence[str]) -> dict[str, FloatArray]:
+        return {name: self.numeric[name].edges for name in columns if name in self.numeric}
 
-    def counted(self) -> list[str]:
-        """Numerical columns whose window values should be counted exactly (few reference values)."""
-        return [name for name, ref in self.numeric.items() if ref.values is not None]
+
+def value_edges(values: FloatArray) -> FloatArray | None:
+    """Edges that put each of a few sorted distinct values in a bin of its own, outer edges at min and max.
+
+    None when two values are too close for a float between them (or there is only one value).
+    """
+    if values.size < 2:
+        return None
+    mids = values[:-1] + (values[1:] - values[:-1]) / 2
+    edges = np.concatenate(([values[0]], mids, [values[-1]]))
+    if not np.all(np.diff(edges) > 0) or not np.all(np.isfinite(edges)):
+        return None
+    # a value exactly on a midpoint would land in the upper bin; the midpoint lies strictly between
+    return edges
 
 
 def _count_sample(state: CategoryState) -> CountSample:
@@ -194,8 +213,10 @@ def _judge_numeric(column: str, ref: NumericReference, summary: ColumnSummary, m
             return _verdict(column, test, _counted_wasserstein(ref.values, summary.values, ref.std), threshold,
                             ref_n, cur_n)
         return _verdict(column, test, float(test.compute(pair)), threshold, ref_n, cur_n)
-    # More than VALUE_COUNT_LIMIT distinct values on one side: more than 5 over both, so `auto` is
-    # wasserstein above 1000 reference values and ks below.
+    if named is None and max(ref.sample.nunique, summary.distinct_at_least) <= 5:
+        return None  # perhaps 5 distinct values or fewer over both sides: `auto` would count them
+    # More than 5 distinct values over both sides, so `auto` is wasserstein above 1000 reference values
+    # and ks below.
     test = named or stattests.REGISTRY["wasserstein" if ref_n > 1000 else "ks"]
     if test.name != "wasserstein" or hist is None:
         return None
@@ -204,38 +225,57 @@ def _judge_numeric(column: str, ref: NumericReference, summary: ColumnSummary, m
 
 
 def judge_drift(reference: StateReference, window: WindowSummary, spec: DriftSpec,
-                columns: Sequence[str] | None = None) -> tuple[list[ColumnDrift], list[str]]:
+                columns: Sequence[str]) -> tuple[list[ColumnDrift], list[str]]:
     """Verdicts of the columns that aggregates can judge, and the columns whose values are needed.
 
     Combine both parts with :func:`metrics.drift.summarise` (the dataset share and Benjamini-Hochberg
     cover all columns together).
     """
-    prepared = reference.prepared
     judged: list[ColumnDrift] = []
     need_values: list[str] = []
-    for column in prepared.columns if columns is None else columns:
-        kind = prepared.kinds[column]
-        method = spec.per_column_method.get(column, spec.method)
-        threshold = spec.per_column_threshold.get(column, spec.threshold)
-        summary = window.columns.get(column)
-        if summary is None:
-            raise MetricInputError(f"the window summary has no column {column!r}")
-        if kind == "categorical":
-            cats = summary.categories or CategoryState({})
-            judged.append(judge_samples(column, kind, prepared.sample(column), _count_sample(cats), method=method,
-                                        threshold=threshold))
-            continue
-        ref = reference.numeric.get(column)
-        if ref is None:  # no usable reference value: the row path reports it as insufficient data
-            judged.append(judge_samples(column, kind, prepared.sample(column), NumericSample(np.empty(0)),
-                                        method=method, threshold=threshold))
-            continue
-        verdict = _judge_numeric(column, ref, summary, method, threshold)
+    for column in columns:
+        verdict = judge_column(reference, window, column, method=spec.per_column_method.get(column, spec.method),
+                               threshold=spec.per_column_threshold.get(column, spec.threshold))
         if verdict is None:
             need_values.append(column)
         else:
             judged.append(verdict)
     return judged, need_values
+
+
+def judge_column(reference: StateReference, window: WindowSummary, column: str, *, kind: ColumnKind | None = None,
+                 method: str = "auto", threshold: float | None = None) -> ColumnDrift | None:
+    """One column's verdict from aggregates, or None when its test needs the column's values.
+
+    ``kind`` judges the column as another kind than it was prepared as: a numerical column judged as
+    categorical (a class label stored as a number) is judged on its exact value counts when the window's
+    histogram holds them.
+    """
+    prepared_kind = reference.kinds[column]
+    kind = kind or prepared_kind
+    summary = window.columns.get(column)
+    if summary is None:
+        raise MetricInputError(f"the window summary has no column {column!r}")
+    sample = reference.samples[column]
+    if kind == "categorical":
+        if prepared_kind == "numerical":
+            if summary.values is None and summary.usable:
+                return None
+            cats = summary.values or CategoryState({})
+        else:
+            cats = summary.categories or CategoryState({})
+        ref_sample = sample if isinstance(sample, CountSample) else _numeric_counts(sample)
+        return judge_samples(column, kind, ref_sample, _count_sample(cats), method=method, threshold=threshold)
+    ref = reference.numeric.get(column)
+    if ref is None:  # no usable reference value: reported as insufficient data, as on the row path
+        return judge_samples(column, kind, sample, NumericSample(np.empty(0)), method=method, threshold=threshold)
+    return _judge_numeric(column, ref, summary, method, threshold)
+
+
+def _numeric_counts(sample: Sample) -> CountSample:
+    assert isinstance(sample, NumericSample)
+    keys, counts = sample.unique_counts
+    return CountSample(keys.tolist(), counts)
 
 
 def quality_from_summary(window: WindowSummary, profile: ReferenceProfile) -> QualityReport:

@@ -30,7 +30,7 @@ import math
 import sys
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Protocol
 
@@ -88,6 +88,8 @@ class WindowAggregates:
     rows: int
     columns: dict[str, ColumnSummary]
     fairness: dict[str, FairnessCounts]  # keyed by the features joined with "+"
+    # with a label: the same groups over every row, labelled or not (the counts before labels arrive)
+    fairness_unlabelled: dict[str, FairnessCounts] = field(default_factory=dict)
 
 
 class Relation(Protocol):
@@ -250,6 +252,9 @@ def _prediction_key(plan: PushdownPlan) -> ColumnElement[Any]:
                 else_=literal(0, Integer()))
 
 
+_Counted = tuple[dict[str, list[tuple[Any, int]]], dict[str, FairnessCounts], dict[str, FairnessCounts], int]
+
+
 @dataclass(frozen=True)
 class _CountGroup:
     """Categorical columns and fairness feature sets counted together in one ``GROUP BY``."""
@@ -289,7 +294,7 @@ def _count_groups(plan: PushdownPlan) -> list[_CountGroup]:
 
 
 def _joint_counts(rel: Relation, plan: PushdownPlan, group: _CountGroup, where: list[ColumnElement[bool]]
-                  ) -> tuple[dict[str, list[tuple[Any, int]]], dict[str, FairnessCounts], int]:
+                  ) -> _Counted:
     """Category counts and fairness combinations of one group's columns, from one ``GROUP BY`` over all of
     them; each column's counts are the other columns summed out."""
     names = list(dict.fromkeys([*group.categorical, *(f for fs in group.fairness for f in fs)]))
@@ -314,13 +319,20 @@ def _joint_counts(rel: Relation, plan: PushdownPlan, group: _CountGroup, where: 
             counts[r[at[c]]] = counts.get(r[at[c]], 0) + int(r[width])
         categories[c] = list(counts.items())
     fairness: dict[str, FairnessCounts] = {}
+    unlabelled: dict[str, FairnessCounts] = {}
     for fs in group.fairness:
         combos: dict[tuple[Any, ...], int] = {}
         for r in rows:
             key = (*(r[at[f]] for f in fs), *r[len(names):width])
             combos[key] = combos.get(key, 0) + int(r[width])
-        fairness[GROUP_SEPARATOR.join(fs)] = _fairness_from_rows(plan, fs, [(*k, n) for k, n in combos.items()])
-    return categories, fairness, sum(int(r[width]) for r in rows)
+        name = GROUP_SEPARATOR.join(fs)
+        fairness[name] = _fairness_from_rows(plan, fs, [(*k, n) for k, n in combos.items()])
+        if plan.label:
+            summed: dict[tuple[Any, ...], int] = {}
+            for k, n in combos.items():
+                summed[k[:-1]] = summed.get(k[:-1], 0) + n
+            unlabelled[name] = _fairness_from_rows(replace(plan, label=None), fs, [(*k, n) for k, n in summed.items()])
+    return categories, fairness, unlabelled, sum(int(r[width]) for r in rows)
 
 
 def _fairness_from_rows(plan: PushdownPlan, features: Sequence[str], rows: Sequence[Sequence[Any]]) -> FairnessCounts:
@@ -364,6 +376,7 @@ def summarise(rel: Relation, plan: PushdownPlan, start: Any, end: Any) -> Window
         done = [f.result() for f in [pool.submit(job) for job in jobs]]
     columns: dict[str, ColumnSummary] = {}
     fairness: dict[str, FairnessCounts] = {}
+    unlabelled: dict[str, FairnessCounts] = {}
     rows = 0
     for result in done:
         if isinstance(result, dict):
@@ -371,9 +384,10 @@ def summarise(rel: Relation, plan: PushdownPlan, start: Any, end: Any) -> Window
                 columns[n] = summary
                 rows = total
         elif isinstance(result, tuple):
-            categories, fair, rows = result
+            categories, fair, fair_unlabelled, rows = result
             columns.update({c: _category_summary(r) for c, r in categories.items()})
             fairness.update(fair)
+            unlabelled.update(fair_unlabelled)
         else:
             rows = int(result[0][0])
-    return WindowAggregates(rows=rows, columns=columns, fairness=fairness)
+    return WindowAggregates(rows=rows, columns=columns, fairness=fairness, fairness_unlabelled=unlabelled)

@@ -152,11 +152,24 @@ def test_values_on_bin_edges_and_outside_them_land_in_the_same_slots_as_numpy(db
     rows = [{"id": i, "ts": T0.replace(tzinfo=None), "x": v, "colour": "a", "grp": "A", HOSTILE_COL: 0.1,
              "label": 0} for i, v in enumerate(values)]
     _load(url, rows)
+    rows.append({"id": len(rows), "ts": T0.replace(tzinfo=None), "x": None, "colour": "a", "grp": "A",
+                 HOSTILE_COL: 0.1, "label": 0})
+    _load(url, rows[-1:], table=HOSTILE_TABLE)
     src = _source(url)
     pushed = src.histogram("x", edges)
     local = HistogramState.from_values(edges, values)
     assert pushed.counts.tolist() == local.counts.tolist()
     assert (pushed.minimum, pushed.maximum) == (local.minimum, local.maximum)
+    # what data quality counts: NULL (and NaN, which pandas reads as missing) and the infinities
+    summary = src.summarise_window(None, None, PushdownPlan(numerical={"x": edges})).columns["x"]
+    stored_nan = url.startswith(("postgresql", "duckdb"))
+    assert (summary.missing, summary.non_finite) == ((2, 2) if stored_nan else (1, 0))
+    # 0.0 and 0.5 share a slot (and 1.0 and 2.0 the closed top one): the values are not all known
+    assert summary.values is None and summary.distinct_at_least == 6
+    single = src.summarise_window(None, None, PushdownPlan(numerical={"x": np.array([-6.0, -1.0, 0.2, 0.7, 1.5, 2.2,
+                                                                                       3.0])})).columns["x"]
+    assert single.values is not None, "one value per slot: the exact value counts come back"
+    assert dict(single.values.counts) == {v: 1 for v in values if np.isfinite(v)}
     src.close()
 
 
