@@ -46,6 +46,8 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "data_quality_findings": ("Count of data-quality findings by kind in the last judged window.", ("kind",)),
     "window_rows": ("Rows in the last judged window.", ()),
     "window_labelled_rows": ("Rows with ground truth in the last window judged on labels.", ()),
+    "window_late_rows": ("Rows counted in the last judged window that arrived after their own window was "
+                         "judged (id watermark).", ()),
 }
 CAPPED = {"feature_drift_score", "feature_drift_detected", "data_quality_missing_share"}
 # stored family -> exported name, where Prometheus naming rules want another name (a gauge may not end

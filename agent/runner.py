@@ -48,6 +48,8 @@ log = logging.getLogger("aims.runner")
 Clock = Callable[[], datetime]
 StageHook = Callable[[str, str, float, bool], None]  # system id, stage, seconds, succeeded
 COLLECTION_OPEN_AFTER = 3
+#: The watermark of the greatest source id counted (id mode), beside the time watermark of each stream.
+ID_STREAM = "predictions_id"
 
 
 def utcnow() -> datetime:
@@ -242,35 +244,48 @@ class Agent:
     def run_window(self, system: SystemConfig, start: datetime, end: datetime, now: datetime,
                    phase: Phase = "all") -> RunOutcome:
         t0 = time.perf_counter()
+        ids: tuple[Any, Any] | None = None
         try:
             src = self.source(system)
+            by_id: Any = src if self.id_mode(system) else None
+            if by_id is not None:
+                # what this window counts: its rows that exist now, and rows that arrived after their own
+                # window was judged (see docs/connectors.md, "id mode")
+                ids = self._id_range(system, start, phase, by_id)
             if phase != "labels" and self.aggregated(system):
                 assert isinstance(src, AggregatingSource)
                 with self._stage(system.id, "read"):
                     ref = self.reference(system)
                     wanted = set(self._columns(system))
                     present = [c for c in src.available_columns() if c in wanted]
-                    agg = src.summarise_window(start, end, pushdown_plan(system, ref, present, phase))
+                    agg = src.summarise_window(start, end, pushdown_plan(system, ref, present, phase),
+                                               **({"ids": ids} if ids is not None else {}))
 
                 def read(columns: Sequence[str]) -> pd.DataFrame:  # only the columns a test needs all values of
-                    return src.read_window(start, end, columns=list(columns))
+                    return self._read(src, start, end, list(columns), ids)
 
                 with self._stage(system.id, "metrics"):
                     ev = evaluate_aggregates(system, ref, agg, present, read, phase)
             else:
                 with self._stage(system.id, "read"):
                     ref = self.reference(system)
-                    df = src.read_window(start, end, columns=self._columns(system))
+                    df = self._read(src, start, end, self._columns(system), ids)
                     if phase == "labels":
                         df = self._join_labels(system, df, start, end)
                 with self._stage(system.id, "metrics"):
                     ev = evaluate_window(system, ref, df, phase)
+            if by_id is not None and ids is not None:
+                late = by_id.count_late(start, ids)
+                ev.results["id_range"] = list(ids)
+                ev.results["late_rows"] = late
+                ev.series.append(("window_late_rows", {}, float(late)))
         except (SourceError, InputError) as exc:
             return self._failed(system, start, end, now, exc, time.perf_counter() - t0)
         duration = time.perf_counter() - t0
         try:
             with self._stage(system.id, "commit"):
-                return self._commit(system, start, end, now, ev, duration, ref, phase)
+                return self._commit(system, start, end, now, ev, duration, ref, phase,
+                                    ids[1] if ids is not None and phase != "labels" else None)
         except StateStoreError as exc:
             if isinstance(exc.__cause__, IntegrityError):
                 log.info("window %s of %s was judged by another replica", start, system.id)
@@ -319,7 +334,8 @@ class Agent:
         return merged.drop(columns=[c for c in ("__id", "__label_ts") if c in merged.columns])
 
     def _commit(self, system: SystemConfig, start: datetime, end: datetime, now: datetime,
-                ev: WindowEvaluation, duration: float, ref: SystemReference, phase: Phase = "all") -> RunOutcome:
+                ev: WindowEvaluation, duration: float, ref: SystemReference, phase: Phase = "all",
+                counted_id: Any = None) -> RunOutcome:
         outcome = RunOutcome(system.id, start, end, ev.status, rows=ev.rows, verdicts=ev.verdicts,
                              results=ev.results)
         verdicts = [*ev.verdicts, Verdict("collection", "source", "ok", value=0.0, threshold=None,
@@ -346,12 +362,48 @@ class Agent:
             self._store_series(s, system, ev)
             self._stats(s, system, ev, now, duration, failed=False)
             stream = "labels" if phase == "labels" else "predictions"
-            wm = s.get(Watermark, (system.id, stream))
-            if wm is None:
-                s.add(Watermark(system_id=system.id, stream=stream, value=end.isoformat(), updated_at=now))
-            else:
-                wm.value, wm.updated_at = end.isoformat(), now
+            self._set_watermark(s, system, stream, end.isoformat(), now)
+            if counted_id is not None:
+                self._set_watermark(s, system, ID_STREAM, json.dumps(counted_id), now)
         return outcome
+
+    @staticmethod
+    def _set_watermark(s: Any, system: SystemConfig, stream: str, value: str, now: datetime) -> None:
+        wm = s.get(Watermark, (system.id, stream))
+        if wm is None:
+            s.add(Watermark(system_id=system.id, stream=stream, value=value, updated_at=now))
+        else:
+            wm.value, wm.updated_at = value, now
+
+    # -- id mode ------------------------------------------------------------------------------------
+    @staticmethod
+    def id_mode(system: SystemConfig) -> bool:
+        """Whether the system's source counts rows by a growing id (``watermark: {kind: id}``)."""
+        return getattr(getattr(system.source, "watermark", None), "kind", None) == "id"
+
+    def _id_range(self, system: SystemConfig, start: datetime, phase: Phase, src: Any) -> tuple[Any, Any]:
+        """``(counted, upto)``: the greatest id already counted, and the greatest id this window counts.
+
+        The labels phase re-reads the rows its window counted when it was judged, no more, no fewer.
+        """
+        with self.store.session() as s:
+            if phase == "labels":
+                run = s.execute(select(CheckRun).where(
+                    CheckRun.system_id == system.id, CheckRun.window_start == start,
+                    CheckRun.phase == "predictions").order_by(CheckRun.id.desc()).limit(1)).scalar_one_or_none()
+                counted_range: Any = (run.results or {}).get("id_range") if run is not None else None
+                if isinstance(counted_range, list) and len(counted_range) == 2:
+                    return counted_range[0], counted_range[1]
+            row = s.get(Watermark, (system.id, ID_STREAM))
+            counted = json.loads(row.value) if row is not None else None
+        return counted, src.max_id()
+
+    @staticmethod
+    def _read(src: Source, start: datetime, end: datetime, columns: list[str], ids: tuple[Any, Any] | None
+              ) -> pd.DataFrame:
+        if ids is None:
+            return src.read_window(start, end, columns=columns)
+        return src.read_window(start, end, columns=columns, ids=ids)  # type: ignore[call-arg]
 
     def _decide(self, s: Any, system: SystemConfig, v: Verdict, window: tuple[datetime, datetime] | None,
                 now: datetime, seq: int | None) -> IncidentChange | None:

@@ -90,6 +90,7 @@ class AggregatingSource(Protocol):
         """Every column the source has."""
         ...
 
-    def summarise_window(self, start: datetime | None, end: datetime | None, plan: PushdownPlan) -> WindowAggregates:
+    def summarise_window(self, start: datetime | None, end: datetime | None, plan: PushdownPlan, *,
+                         ids: Any = None) -> WindowAggregates:
         """The aggregates ``plan`` asks for over the window (see ``connectors/sources/sql_pushdown.py``)."""
         ...

@@ -25,13 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sqlalchemy import (
-    and_,
-    bindparam,
-    create_engine,
-    select,
-    text,
-)
+from sqlalchemy import and_, bindparam, create_engine, false, func, or_, select, text
 from sqlalchemy import (
     column as sa_column,
 )
@@ -52,6 +46,8 @@ _UNAVAILABLE = {"OperationalError", "InterfaceError", "QueryCanceled", "QueryCan
 
 
 CHUNK_ROWS = 100_000
+#: id mode: (the greatest id already counted, the greatest id to count now)
+IdRange = tuple[Any, Any]
 
 
 def _col(name: str, type_: Any = None) -> ColumnElement[Any]:
@@ -134,18 +130,49 @@ class SqlSource:
         stmt, _ = self._select(columns)
         return self._run(stmt)
 
-    def _window_filter(self, start: datetime, end: datetime) -> ColumnElement[bool]:
+    def _window_filter(self, start: datetime, end: datetime, ids: IdRange | None = None) -> ColumnElement[bool]:
+        """Rows of the window [start, end); with ``ids = (counted, upto)`` (id mode), the window's rows with an
+        id up to ``upto`` plus the late rows: older timestamps, ids in (counted, upto]."""
         ts_name = self.timestamp_column
         if not ts_name:
             raise SourceQueryError("a windowed SQL source needs schema.timestamp_column")
         self._need(ts_name, "timestamp")
         # typed, so the bound values are rendered the way the dialect stores datetimes
         ts = _col(ts_name, DateTime())
-        return and_(ts >= self._bound(start), ts < self._bound(end))
+        in_window = and_(ts >= self._bound(start), ts < self._bound(end))
+        if ids is None:
+            return in_window
+        counted, upto = ids
+        ident = _col(self.id_column)
+        if upto is None:  # nothing in the table yet
+            return and_(in_window, false())
+        mine = and_(in_window, ident <= bindparam(None, upto))
+        if counted is None:
+            return mine
+        late = and_(ts < self._bound(start), ident > bindparam(None, counted), ident <= bindparam(None, upto))
+        return or_(mine, late)
 
-    def read_window(self, start: datetime, end: datetime, *, columns: Sequence[str]) -> pd.DataFrame:
+    def read_window(self, start: datetime, end: datetime, *, columns: Sequence[str],
+                    ids: IdRange | None = None) -> pd.DataFrame:
         stmt, _ = self._select(columns)
-        return self._run(stmt.where(self._window_filter(start, end)))
+        return self._run(stmt.where(self._window_filter(start, end, ids)))
+
+    def count_late(self, start: datetime, ids: IdRange) -> int:
+        """Rows that arrived after their window was judged and are counted in this one (id mode)."""
+        counted, upto = ids
+        if counted is None or upto is None:
+            return 0
+        ts = _col(self.timestamp_column or "", DateTime())
+        ident = _col(self.id_column)
+        cond = and_(ts < self._bound(start), ident > bindparam(None, counted), ident <= bindparam(None, upto))
+        return int(self.execute(select(func.count()).select_from(self._relation()).where(cond))[0][0])
+
+    def max_id(self) -> Any:
+        """The greatest id in the table now (id mode): what a window judged now has seen."""
+        ident = _col(self.id_column)
+        self._need(self.id_column, "id watermark")
+        value = self.execute(select(func.max(ident)).select_from(self._relation()))[0][0]
+        return value.item() if isinstance(value, np.generic) else value
 
     # -- id mode -----------------------------------------------------------------------------------
     @property
@@ -187,8 +214,8 @@ class SqlSource:
     def relation(self) -> Any:
         return self._relation()
 
-    def window_filter(self, start: datetime, end: datetime) -> list[ColumnElement[bool]]:
-        return [self._window_filter(start, end)]
+    def window_filter(self, start: datetime, end: datetime, ids: IdRange | None = None) -> list[ColumnElement[bool]]:
+        return [self._window_filter(start, end, ids)]
 
     def need(self, name: str, what: str) -> None:
         self._need(name, what)
@@ -205,9 +232,10 @@ class SqlSource:
         except SQLAlchemyError as exc:
             raise self._translate(exc) from exc
 
-    def summarise_window(self, start: datetime | None, end: datetime | None, plan: PushdownPlan) -> WindowAggregates:
+    def summarise_window(self, start: datetime | None, end: datetime | None, plan: PushdownPlan, *,
+                         ids: IdRange | None = None) -> WindowAggregates:
         """Every aggregate one window's checks need, computed by the database (see ``sql_pushdown``)."""
-        return summarise(self, plan, start, end)
+        return summarise(self, plan, start, end, ids)
 
     def histogram(self, name: str, edges: npt.ArrayLike, start: datetime | None = None,
                   end: datetime | None = None) -> HistogramState:

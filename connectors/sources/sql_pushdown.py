@@ -97,7 +97,7 @@ class Relation(Protocol):
 
     def backend(self) -> str: ...
     def relation(self) -> Any: ...
-    def window_filter(self, start: Any, end: Any) -> list[ColumnElement[bool]]: ...
+    def window_filter(self, start: Any, end: Any, ids: Any = None) -> list[ColumnElement[bool]]: ...
     def execute(self, stmt: Any) -> list[tuple[Any, ...]]: ...
     def need(self, name: str, what: str) -> None: ...
 
@@ -354,15 +354,16 @@ def _category_summary(rows: Sequence[tuple[Any, int]]) -> ColumnSummary:
                          categories=categories_from_counts(rows))
 
 
-def summarise(rel: Relation, plan: PushdownPlan, start: Any, end: Any) -> WindowAggregates:
-    """Every aggregate of ``plan`` for the window [start, end) (the whole relation when both are None)."""
+def summarise(rel: Relation, plan: PushdownPlan, start: Any, end: Any, ids: Any = None) -> WindowAggregates:
+    """Every aggregate of ``plan`` for the window [start, end) (the whole relation when both are None);
+    ``ids`` bounds it in id mode (see ``SqlSource.read_window``)."""
     if plan.fairness and plan.prediction is None:
         raise SourceQueryError("fairness pushdown needs the prediction column")
     extra = [plan.prediction] if plan.fairness and plan.prediction else []
     extra += [plan.label] if plan.fairness and plan.label else []
     for name in [*plan.numerical, *plan.categorical, *(f for fs in plan.fairness for f in fs), *extra]:
         rel.need(name, "pushdown")
-    where = rel.window_filter(start, end) if start is not None and end is not None else []
+    where = rel.window_filter(start, end, ids) if start is not None and end is not None else []
     edges = {n: np.asarray(e, dtype=np.float64) for n, e in plan.numerical.items()}
     names = list(edges)
     jobs: list[Callable[[], Any]] = [partial(_numeric_rows, rel, names[i:i + 2], edges, where)
