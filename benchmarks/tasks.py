@@ -85,6 +85,20 @@ def task_evidently_drift(args: argparse.Namespace) -> Result:
 
 
 def task_ours_drift(args: argparse.Namespace) -> Result:
+    """One comparison of two files, as evidently's Report.run is: ``dataset_drift`` (what ``compare`` runs)."""
+    phases = Phases()
+    from metrics.drift import dataset_drift
+
+    phases.mark("import_s")
+    reference, current = _drift_frames(args, phases)
+    verdict = dataset_drift(reference, current, columns=workload.FEATURES, kinds=workload.KINDS)
+    phases.mark("compute_s")
+    columns = {c.column: {"method": c.method, "score": c.score, "drifted": c.drifted} for c in verdict.columns}
+    return phases.report({"columns": columns, "drifted_count": verdict.drifted_count, "dataset": verdict.dataset_drift})
+
+
+def task_ours_drift_prepared(args: argparse.Namespace) -> Result:
+    """The agent's way: the reference prepared once (sorted, counted, digested), then a window compared."""
     phases = Phases()
     from metrics.drift import PreparedReference
 
@@ -315,6 +329,7 @@ def max_abs_diff(ours: Result, theirs: Result) -> float:
 TASKS: dict[str, Callable[[argparse.Namespace], Result]] = {
     "evidently-drift": task_evidently_drift,
     "ours-drift": task_ours_drift,
+    "ours-drift-prepared": task_ours_drift_prepared,
     "fairlearn-fairness": task_fairlearn_fairness,
     "ours-fairness": task_ours_fairness,
     "fairness-inprocess": task_fairness_inprocess,

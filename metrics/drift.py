@@ -34,10 +34,10 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -67,6 +67,7 @@ INTEGER_CARDINALITY_LIMIT = 10
 _KINDS: tuple[ColumnKind, ...] = ("numerical", "categorical")
 #: Below this many cells per window, a thread pool costs more than it saves.
 _PARALLEL_MIN_CELLS = 200_000
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -230,7 +231,9 @@ def _count_sample(series: pd.Series) -> CountSample:
 def _sample(series: pd.Series, kind: ColumnKind) -> Sample:
     if kind == "numerical":
         arr, source = _finite_numbers(series)
-        return NumericSample.from_values(arr, dtype=source)
+        # a copy of ours is sorted where it lies; a view of the caller's frame is never touched
+        owned = not np.may_share_memory(arr, series.to_numpy(copy=False)) if arr.size else True
+        return NumericSample.from_values(arr, dtype=source, sort_in_place=owned)
     return _count_sample(series)
 
 
@@ -378,8 +381,34 @@ def dataset_drift(
     _require_columns(current, columns, "current")
     given = dict(kinds or {})
     resolved = {c: _check_kind(c, given[c]) if c in given else infer_kind(reference[c], current[c]) for c in columns}
-    prepared = PreparedReference.prepare(reference, columns=columns, kinds=resolved)
-    return prepared.compare(current, spec)
+    plan = []
+    for column in columns:
+        method = spec.per_column_method.get(column, spec.method)
+        _resolve_test(method, resolved[column])  # fail on configuration before any work
+        plan.append((column, method, spec.per_column_threshold.get(column, spec.threshold)))
+
+    def run(step: tuple[str, str, float | None]) -> ColumnDrift:
+        # one column at a time, both sides prepared and dropped again: a one-off comparison keeps no
+        # prepared reference (PreparedReference is for comparing many windows with one reference)
+        column, method, threshold = step
+        kind = resolved[column]
+        return _judge(column, kind, _sample(reference[column], kind), _sample(current[column], kind), method,
+                      threshold)
+
+    cells = (len(reference) + len(current)) * len(plan)
+    return summarise(_map_columns(run, plan, cells), spec)
+
+
+def _map_columns(run: Callable[[_T], ColumnDrift], plan: Sequence[_T], cells: int) -> list[ColumnDrift]:
+    """``run`` over the columns' plan, on a thread pool when the work is big enough to gain from one.
+
+    Sorting, merging and counting release the GIL, so columns overlap on the available cores.
+    """
+    workers = min(len(plan), os.cpu_count() or 1)
+    if workers > 1 and cells >= _PARALLEL_MIN_CELLS:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(run, plan))
+    return [run(step) for step in plan]
 
 
 def _canonical_key(key: Hashable) -> str:
@@ -493,11 +522,4 @@ class PreparedReference:
             column, kind, method, threshold = step
             return _judge(column, kind, self._samples[column], _sample(current[column], kind), method, threshold)
 
-        workers = min(len(plan), os.cpu_count() or 1)
-        if workers > 1 and len(current) * len(plan) >= _PARALLEL_MIN_CELLS:
-            # Sorting, merging and counting release the GIL, so columns overlap on the available cores.
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                results = list(pool.map(run, plan))
-        else:
-            results = [run(step) for step in plan]
-        return summarise(results, spec)
+        return summarise(_map_columns(run, plan, len(current) * len(plan)), spec)

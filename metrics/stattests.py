@@ -83,11 +83,20 @@ class NumericSample:
         self.in_order = in_order if in_order is not None and in_order.size <= MMD_MAX_PER_SIDE else None
 
     @classmethod
-    def from_values(cls, values: npt.ArrayLike, *, dtype: npt.DTypeLike = np.float64) -> NumericSample:
+    def from_values(cls, values: npt.ArrayLike, *, dtype: npt.DTypeLike = np.float64,
+                    sort_in_place: bool = False) -> NumericSample:
+        """The sample of ``values`` (non-finite ones dropped); ``sort_in_place`` lets it sort an array the
+        caller hands over instead of sorting a copy."""
         arr = np.asarray(values, dtype=np.float64)
         finite = np.isfinite(arr)
-        arr = arr[finite] if not finite.all() else arr
-        return cls(np.sort(arr), dtype=dtype, in_order=arr if arr.size <= MMD_MAX_PER_SIDE else None)
+        owned = sort_in_place
+        if not finite.all():
+            arr, owned = arr[finite], True
+        in_order = arr.copy() if arr.size <= MMD_MAX_PER_SIDE else None
+        if owned:
+            arr.sort()
+            return cls(arr, dtype=dtype, in_order=in_order)
+        return cls(np.sort(arr), dtype=dtype, in_order=in_order)
 
     @cached_property
     def std(self) -> float:
