@@ -68,6 +68,7 @@ _KINDS: tuple[ColumnKind, ...] = ("numerical", "categorical")
 #: Below this many cells per window, a thread pool costs more than it saves.
 _PARALLEL_MIN_CELLS = 200_000
 _T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True)
@@ -399,7 +400,7 @@ def dataset_drift(
     return summarise(_map_columns(run, plan, cells), spec)
 
 
-def _map_columns(run: Callable[[_T], ColumnDrift], plan: Sequence[_T], cells: int) -> list[ColumnDrift]:
+def _map_columns(run: Callable[[_T], _R], plan: Sequence[_T], cells: int) -> list[_R]:
     """``run`` over the columns' plan, on a thread pool when the work is big enough to gain from one.
 
     Sorting, merging and counting release the GIL, so columns overlap on the available cores.
@@ -425,17 +426,27 @@ def _canonical_key(key: Hashable) -> str:
     return f"r:{type(key).__name__}:{key!r}"
 
 
-def _digest_column(h: Any, column: str, kind: ColumnKind, series: pd.Series, sample: Sample) -> None:
-    """Feed one column's usable values, in row order, into the reference digest."""
-    h.update(json.dumps([column, kind]).encode())
-    if isinstance(sample, NumericSample):
+def _prepare_column(column: str, kind: ColumnKind, series: pd.Series) -> tuple[Sample, bytes]:
+    """One reference column's sample and the digest of its usable values in row order.
+
+    For a numerical column one copy serves both: it is hashed in row order (with -0.0 folded into 0.0,
+    which compares equal and so must hash equal), then sorted where it lies.
+    """
+    h = hashlib.sha256(json.dumps([column, kind]).encode())
+    if kind == "numerical":
         arr, source = _finite_numbers(series)
-        h.update(f"numerical:{source.str}:".encode() + np.int64(arr.size).tobytes())
-        # +0.0 folds -0.0 into 0.0, which compares equal and so must hash equal.
-        h.update((arr + 0.0).astype("<f8").tobytes())
+        values = arr + 0.0
+        h.update(f"numerical:{source.str}:".encode() + np.int64(values.size).tobytes())
+        h.update(values.astype("<f8", copy=False).tobytes())
+        numeric = NumericSample.from_values(values, dtype=source, sort_in_place=True)
+        # computed now, once, rather than lazily inside concurrent compare() calls
+        _ = numeric.std, numeric.nunique
+        sample: Sample = numeric
     else:
+        sample = _count_sample(series)
         h.update(json.dumps([_canonical_key(k) for k in sample.keys]).encode())
         h.update(sample.codes_in_row_order().astype("<i4").tobytes())
+    return sample, h.digest()
 
 
 class PreparedReference:
@@ -471,23 +482,15 @@ class PreparedReference:
         _require_columns(reference, columns, "reference")
         given = dict(kinds or {})
         resolved = {c: _check_kind(c, given[c]) if c in given else infer_kind(reference[c]) for c in columns}
-        def prepare_one(c: str) -> Sample:
-            sample = _sample(reference[c], resolved[c])
-            if isinstance(sample, NumericSample):
-                # Computed now, once, rather than lazily inside concurrent compare() calls.
-                _ = sample.std, sample.nunique
-            return sample
+        def prepare_one(c: str) -> tuple[Sample, bytes]:
+            return _prepare_column(c, resolved[c], reference[c])
 
-        workers = min(len(columns), os.cpu_count() or 1)
-        if workers > 1 and len(reference) * len(columns) >= _PARALLEL_MIN_CELLS:
-            # as in compare(): sorting and counting release the GIL, so columns overlap on the cores
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                samples = dict(zip(columns, pool.map(prepare_one, columns), strict=True))
-        else:
-            samples = {c: prepare_one(c) for c in columns}
-        h = hashlib.sha256(b"aims-agent drift reference v1\n")
-        for c in columns:
-            _digest_column(h, c, resolved[c], reference[c], samples[c])
+        # as in compare(): sorting, counting and hashing release the GIL, so columns overlap on the cores
+        prepared = _map_columns(prepare_one, list(columns), len(reference) * len(columns))
+        samples = {c: p[0] for c, p in zip(columns, prepared, strict=True)}
+        h = hashlib.sha256(b"aims-agent drift reference v2\n")
+        for _, column_digest in prepared:
+            h.update(column_digest)
         return cls(list(columns), resolved, len(reference), samples, h.hexdigest())
 
     def sample(self, column: str) -> Sample:
