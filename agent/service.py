@@ -20,7 +20,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from agent.coordination import SystemLocks, locks_for
-from agent.exposition import Exposition, StageTimings, StateCollector
+from agent.exposition import Exposition, StateCollector
 from agent.runner import Agent, RunOutcome
 from config.errors import AimsError
 from config.model import SystemConfig
@@ -42,10 +42,9 @@ class Service:
     def __init__(self, agent: Agent, *, run_on_start: bool = True, locks: SystemLocks | None = None) -> None:
         self.agent = agent
         self.locks: SystemLocks = locks if locks is not None else locks_for(agent.store)
-        self.stages = StageTimings()
-        agent.stage_hook = self.stages
         self.exposition = Exposition(agent.store, StateCollector(
-            agent.store, max_series_per_system=agent.cfg.agent.server.max_series_per_system, stages=self.stages))
+            agent.store, max_series_per_system=agent.cfg.agent.server.max_series_per_system,
+            systems=agent.cfg.systems))
         self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={
             "coalesce": True, "max_instances": 1, "misfire_grace_time": 300})
         for system in agent.cfg.systems:
