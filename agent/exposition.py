@@ -12,8 +12,9 @@ long category never breaks the store's key. Each system has ONE series budget
    performance, data-quality counts, fairness gaps, open incidents), whose number the config fixes;
 2. decisions in breach or warning;
 3. the per-feature series of drifted features;
-4. the other decisions, then the per-feature series of the other features (by name);
-5. per-group fairness series, largest groups first, the groups cut being summed into one
+4. the other decisions;
+5. what is left is shared evenly between the per-feature series of the other features (by name)
+   and the per-group fairness series (largest groups first), the groups cut being summed into one
    ``group="(other)"`` series (rows, and their count-weighted selection rate).
 """
 
@@ -167,6 +168,7 @@ class Bundle:
 
     rank: tuple[Any, ...]
     samples: list[Sample]
+    pool: Literal["ranked", "features", "groups"] = "ranked"
     group: tuple[str, str] | None = None  # (sensitive, group) of a per-group bundle
     rows: float = 0.0  # of a per-group bundle
 
@@ -178,40 +180,57 @@ class Budgeted:
 
 
 def fit_budget(bundles: Sequence[Bundle], cap: int) -> Budgeted:
-    """Keep bundles in rank order while they fit in ``cap`` series; per-group fairness bundles come last,
-    largest groups first, and the groups of a sensitive feature that were cut become one
-    ``(other)`` group (two slots per sensitive feature are set aside for it when groups are cut)."""
+    """Keep at most ``cap`` series. Ranked bundles first, in rank order while they fit; what is left is
+    shared evenly between the other features' bundles (by name) and the per-group bundles (largest
+    groups first), a share one side does not need going to the other. The groups of a sensitive
+    feature that were cut become one ``(other)`` group, for which two slots per sensitive feature are
+    set aside as soon as any group is cut."""
     out = Budgeted()
     left = cap
 
-    def take(b: Bundle) -> bool:
+    def take(b: Bundle, room: int) -> int:
+        """Keep ``b`` if it fits in ``room`` (and in what is left); the room that remains."""
         nonlocal left
-        if len(b.samples) <= left:
+        if len(b.samples) <= min(room, left):
             out.kept.extend(b.samples)
             left -= len(b.samples)
-            return True
+            return room - len(b.samples)
         for fam, _, _ in b.samples:
             out.dropped[fam] += 1
-        return False
+        return room
 
     ordered = sorted(bundles, key=lambda b: b.rank)
-    groups = [b for b in ordered if b.group is not None]
     for b in ordered:
-        if b.group is None:
-            take(b)
-    if sum(len(b.samples) for b in groups) <= left:
+        if b.pool == "ranked":
+            take(b, left)
+    features = [b for b in ordered if b.pool == "features"]
+    groups = [b for b in ordered if b.pool == "groups"]
+    need_f, need_g = (sum(len(b.samples) for b in pool) for pool in (features, groups))
+    if need_f + need_g <= left:
+        share_f = need_f
+    elif need_f <= left // 2:
+        share_f = need_f
+    elif need_g <= left - left // 2:
+        share_f = left - need_g
+    else:
+        share_f = left // 2
+    room = share_f
+    for b in features:
+        room = take(b, room)
+    if need_g <= left:
         for b in groups:
-            take(b)
+            take(b, left)
         return out
     specs = sorted({b.group[0] for b in groups if b.group})
     reserved = min(left, 2 * len(specs))
-    left -= reserved
+    room = left - reserved
     cut: dict[str, list[Bundle]] = defaultdict(list)
     for b in groups:
         assert b.group is not None
-        if not take(b):
+        before = room
+        room = take(b, room)
+        if room == before:
             cut[b.group[0]].append(b)
-    left += reserved
     for spec in specs:
         if cut[spec]:
             other = _other_group(spec, cut[spec])
@@ -349,12 +368,15 @@ class StateCollector(Collector):
                 out[system_id].append(Bundle((0, _ORDER[family], sample[1]), [sample]))
         for system_id, by_feature in features.items():
             for feat, samples in by_feature.items():
-                tier = 2 if feat in drifted[system_id] else 4
-                out[system_id].append(Bundle((tier, feat), samples))
+                if feat in drifted[system_id]:
+                    out[system_id].append(Bundle((2, feat), samples))
+                else:
+                    out[system_id].append(Bundle((4, feat), samples, pool="features"))
         for system_id, by_group in groups.items():
             for (spec, group), samples in by_group.items():
                 rows = next((v for f, _, v in samples if f == "fairness_group_count"), 0.0)
-                out[system_id].append(Bundle((5, -rows, spec, group), samples, group=(spec, group), rows=rows))
+                out[system_id].append(Bundle((5, -rows, spec, group), samples, pool="groups", group=(spec, group),
+                                              rows=rows))
         for st in snap.stats:
             if self._exported(st.system_id):
                 out[st.system_id].append(Bundle((0, -1, st.check), _check_samples(st)))

@@ -115,17 +115,21 @@ def test_promtool_accepts_the_exposition(tmp_path: Path) -> None:
 def test_the_series_budget_keeps_drifted_features_and_counts_the_dropped_ones(tmp_path: Path) -> None:
     store = populated_store(tmp_path)
     try:
-        # 36 series of `credit` come before its groups; 34 leaves no room for `region` (not drifted,
-        # last by name) nor for any group
-        text = normalised(Exposition(store, collector(store, budget=34)).render().decode())
+        # 32 series of `credit` are ranked first (system-level, the decision in breach, drifted
+        # `income`); the 4 left are shared between the other features and the groups: `age` (first
+        # by name) and the "(other)" group of all three groups fit, `region` does not
+        text = normalised(Exposition(store, collector(store, budget=36)).render().decode())
     finally:
         store.close()
     assert 'aims_feature_drift_score{feature="income",method="wasserstein",system="credit"}' in text
-    assert 'feature="region"' not in text and 'group="' not in text
+    assert 'aims_feature_drift_score{feature="age",method="wasserstein",system="credit"}' in text
+    assert 'feature="region"' not in text
+    assert 'aims_fairness_group_rows{group="(other)",sensitive="sex",system="credit"} 410.0' in text
     assert 'aims_series_dropped{family="feature_drift_score",system="credit"} 1.0' in text
+    assert 'aims_series_dropped{family="feature_drift_detected",system="credit"} 1.0' in text
     assert 'aims_series_dropped{family="fairness_group_rows",system="credit"} 3.0' in text
     assert 'aims_series_dropped{family="fairness_group_rate",system="credit"} 3.0' in text
-    assert len([ln for ln in text.splitlines() if 'system="credit"' in ln and "series_dropped" not in ln]) == 34
+    assert len([ln for ln in text.splitlines() if 'system="credit"' in ln and "series_dropped" not in ln]) == 36
 
 
 def test_the_golden_budget_sums_the_smallest_groups_into_other(tmp_path: Path) -> None:
