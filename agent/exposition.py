@@ -206,9 +206,7 @@ def fit_budget(bundles: Sequence[Bundle], cap: int) -> Budgeted:
     features = [b for b in ordered if b.pool == "features"]
     groups = [b for b in ordered if b.pool == "groups"]
     need_f, need_g = (sum(len(b.samples) for b in pool) for pool in (features, groups))
-    if need_f + need_g <= left:
-        share_f = need_f
-    elif need_f <= left // 2:
+    if need_f + need_g <= left or need_f <= left // 2:
         share_f = need_f
     elif need_g <= left - left // 2:
         share_f = left - need_g
