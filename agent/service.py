@@ -22,8 +22,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from agent.coordination import SystemLocks, locks_for
 from agent.exposition import Exposition, StateCollector
 from agent.runner import Agent, RunOutcome
-from config.errors import AimsError
-from config.model import SystemConfig
+from config.errors import AimsError, ConfigError, Problem
+from config.model import SystemConfig, open_reads_problem
 
 log = logging.getLogger("aims.service")
 OUTBOX_EVERY = timedelta(seconds=5)
@@ -142,8 +142,18 @@ def build_app(agent: Agent, *, run_on_start: bool = True) -> Any:
     return create_app(agent, scheduler_alive=service.alive, lifespan=lifespan, service=service)
 
 
+def check_bind(agent: Agent, host: str) -> None:
+    """Refuse a non-loopback ``host`` (the config's or one given on the command line) with no tokens,
+    unless ``agent.server.allow_unauthenticated_reads`` is set: the API's reads would be open."""
+    problem = open_reads_problem(agent.cfg.agent, host)
+    if problem:
+        raise ConfigError([Problem("agent.server.host", problem)])
+
+
 def serve(agent: Agent, *, host: str, port: int) -> None:
     import uvicorn
+
+    check_bind(agent, host)
 
     # the judged windows are the service's main log; keep them visible under the CLI's WARNING default
     if log.getEffectiveLevel() > logging.INFO:

@@ -123,7 +123,8 @@ def test_a_run_is_refused_with_409_while_another_replica_holds_the_system(
         assert mine
         r = client.post("/api/v1/systems/scoring/run", headers=OPERATE)
     assert r.status_code == 409
-    assert r.json() == {"detail": "system 'scoring' is being checked by another replica"}
+    assert r.json() == {"detail": "system 'scoring' is still being checked after 0.1 s (by this or another "
+                                  "replica); try again"}
 
 
 def test_incidents_are_listed_acknowledged_and_overridden_with_a_reason(client: TestClient) -> None:
