@@ -40,6 +40,7 @@ from agent import __version__
 from agent.decisions import STATES
 from agent.schema import CheckStage, CheckStat, Decision, Incident, LedgerHead, MetricValue, OutboxMessage
 from agent.store import Store
+from config.errors import AimsError
 from config.model import SystemConfig
 
 log = logging.getLogger("aims.exposition")
@@ -49,6 +50,7 @@ LABELS_KEY_MAX = 400  # the width of metric_values.labels, the canonical JSON of
 _DIGEST = 8  # hex characters of SHA-256 after the `~` of a shortened value
 _FALLBACK_LIMITS = (64, 32, 16)  # shorter bounds, tried in turn only if the JSON still does not fit
 OTHER_GROUP = "(other)"
+REFRESH_SETTLE_S = 2.0  # after a check commits, /metrics is rebuilt this much later (bursts coalesce)
 
 # family -> (help, label names after `system`)
 FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -467,14 +469,19 @@ class Exposition:
     Every change the exposition shows (check runs, decisions, incidents, notifications, config loads)
     appends an evidence record in the same transaction, so the ledger head is the state's version,
     together with the stage table's write count: a scrape costs one small query until either moves.
-    ``refresh()`` rebuilds unconditionally; the service calls it as soon as a check has committed and
-    once a minute, so scrapes rarely pay for a build and nothing stays stale for longer than that minute.
+    ``refresh()`` rebuilds unconditionally; the service asks for one ``REFRESH_SETTLE_S`` seconds after
+    checks commit (``refresh_soon()``) and calls it once a minute, so scrapes rarely pay for a build.
+    A scrape never serves a stale body: it rebuilds itself whenever the version moved.
     """
 
-    def __init__(self, store: Store, collector: StateCollector) -> None:
+    def __init__(self, store: Store, collector: StateCollector, *, settle_s: float = REFRESH_SETTLE_S) -> None:
         self.store = store
         self.collector = collector
+        self.settle_s = settle_s
+        self.builds = 0
         self._lock = threading.Lock()
+        self._timer_lock = threading.Lock()
+        self._timer: threading.Timer | None = None
         self._cached: tuple[tuple[int, int, int], bytes] | None = None
 
     def version(self) -> tuple[int, int, int]:
@@ -495,11 +502,39 @@ class Exposition:
     def refresh(self) -> bytes:
         return self._build(self.version())
 
+    def refresh_soon(self) -> None:
+        """Rebuild ``settle_s`` seconds from now, once however many checks end meanwhile (a burst of
+        systems finishing together costs one build). A timer thread, not a scheduler job: a job that
+        calls into the scheduler deadlocks with ``shutdown(wait=True)``."""
+        with self._timer_lock:
+            if self._timer is not None:
+                return
+            self._timer = threading.Timer(self.settle_s, self._settled)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def cancel(self) -> None:
+        """Drop a pending ``refresh_soon`` (on shutdown, before the store closes)."""
+        with self._timer_lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    def _settled(self) -> None:
+        with self._timer_lock:
+            self._timer = None
+        try:
+            self.refresh()
+        except AimsError as exc:
+            # the next scrape rebuilds (the version moved), so nothing is lost but the head start
+            log.error("building /metrics failed: %s", exc)
+
     def _build(self, version: tuple[int, int, int]) -> bytes:
         # the version is read before the build: a change during the build makes the next scrape rebuild
         with self._lock:
             body = render_text(self.collector.collect())
             self._cached = (version, body)
+            self.builds += 1
         return body
 
 

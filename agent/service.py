@@ -84,10 +84,8 @@ class Service:
                 log.debug("checks of %s skipped: another replica holds the lock", system_id)
             elif outcomes:
                 self.agent.deliver()
-                # build /metrics now rather than at the next minute. Not by rescheduling the exposition
-                # job: a job that calls into the scheduler deadlocks with shutdown(wait=True), which
-                # holds the job-store lock while it waits for running jobs.
-                self._refresh()
+                # build /metrics shortly rather than at the next minute; checks ending together share it
+                self.exposition.refresh_soon()
         except AimsError as exc:
             log.error("checks of %s failed: %s", system_id, exc)
 
@@ -123,6 +121,7 @@ class Service:
     def stop(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
+        self.exposition.cancel()
 
 
 def build_app(agent: Agent, *, run_on_start: bool = True) -> Any:
