@@ -25,13 +25,6 @@ from tests.service.conftest import OPERATE, READ, configure
 OPEN_ROUTES = {"/healthz", "/readyz", "/metrics"}
 
 
-@pytest.fixture
-def client(populated: tuple[Agent, Service]) -> Iterator[TestClient]:
-    agent, service = populated
-    with TestClient(create_app(agent, service=service)) as c:
-        yield c
-
-
 def _api_routes(client: TestClient) -> list[tuple[str, str]]:
     """(method, path) of every documented route but the open ones (included routers too)."""
     paths: dict[str, dict[str, Any]] = client.get("/openapi.json").json()["paths"]

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from agent.api import create_app
 from agent.runner import Agent
-from agent.service import Service, check_bind
+from agent.service import check_bind
 from config.errors import ConfigError
 from config.loader import load_config, parse_config
 from config.model import is_loopback
@@ -24,13 +22,6 @@ from tests.service.conftest import OPERATE, READ, READ_TOKEN
 
 CLI = Path(sys.executable).with_name("aims-agent")
 WRITE_METHODS = {"post", "put", "patch", "delete"}
-
-
-@pytest.fixture
-def client(populated: tuple[Agent, Service]) -> Iterator[TestClient]:
-    agent, service = populated
-    with TestClient(create_app(agent, service=service)) as c:
-        yield c
 
 
 def _write_routes(client: TestClient) -> list[tuple[str, str]]:
