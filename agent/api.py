@@ -5,9 +5,11 @@ CloudEvents ingest.
 Tokens come from the config (values via ``${ENV}`` or ``${file:...}``) and carry scopes: ``read``,
 ``operate`` (trigger runs, acknowledge, override) and ``ingest``. Every route except ``/healthz``,
 ``/readyz``, the API documentation and (unless ``server.metrics_require_token``) ``/metrics`` checks its
-scope: write routes always need a token; reads need one as soon as any token is configured. Tokens are
-compared in constant time. Request bodies over ``MAX_BODY`` bytes are refused with 413, announced or
-streamed.
+scope: write routes always need a token; reads need one as soon as any token is configured (and the
+agent refuses to serve a non-loopback address with no token unless
+``server.allow_unauthenticated_reads``). Tokens have at least 16 characters and are compared in constant
+time. Request bodies over ``MAX_BODY`` bytes are refused with 413, announced or streamed; a
+Content-Length that is not a number gets 400.
 """
 
 from __future__ import annotations
@@ -237,7 +239,10 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
+        if length is not None and not length.strip().isdigit():
+            await self._refuse(send, 400, "Content-Length is not a number of bytes")
+            return
+        if length is not None and int(length) > self.limit:
             await self._refuse(send)
             return
         received = 0
@@ -265,9 +270,9 @@ class BodyLimit:
                 raise
             await self._refuse(send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"detail": f"request body over {self.limit} bytes"}).encode()
-        await send({"type": "http.response.start", "status": 413,
+    async def _refuse(self, send: Send, status: int = 413, detail: str | None = None) -> None:
+        body = json.dumps({"detail": detail or f"request body over {self.limit} bytes"}).encode()
+        await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
@@ -333,11 +338,13 @@ def create_app(agent: Agent, *, scheduler_alive: Callable[[], bool] | None = Non
     @app.post("/api/v1/systems/{system_id}/run", tags=["check runs"], dependencies=[operate],
               responses=_errors(401, 403, 404, 409))
     def run_now(system_id: str) -> RunNow:
-        """Judge the system's due windows now; waits for a check in progress (409 if it outlasts the wait)."""
+        """Judge the system's due windows now. A check of the system in progress, on this replica or
+        another, is waited for up to 30 s (then 409); after it, only what is still due is judged."""
         _system(agent, system_id)
         outcomes = svc.run_system(system_id, wait=RUN_NOW_WAIT_S)
         if outcomes is None:
-            raise HTTPException(409, f"system {system_id!r} is being checked by another replica")
+            raise HTTPException(409, f"system {system_id!r} is still being checked after {RUN_NOW_WAIT_S:g} s "
+                                "(by this or another replica); try again")
         agent.deliver()
         return RunNow(windows=[WindowOutcome(start=o.window_start, end=o.window_end, status=o.status, rows=o.rows,
                                              error=o.error) for o in outcomes])

@@ -98,12 +98,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from agent.service import serve
+    from agent.service import check_bind, serve
 
     agent = _agent(args.config)
-    agent.record_config_loaded(args.config)
     host = args.host or agent.cfg.agent.server.host
     port = args.port or agent.cfg.agent.server.port
+    check_bind(agent, host)  # before anything is recorded: a refused start leaves no evidence behind
+    agent.record_config_loaded(args.config)
     serve(agent, host=host, port=port)
     return EXIT_OK
 

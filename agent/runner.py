@@ -34,9 +34,11 @@ from agent.evaluate import (
     pushdown_plan,
 )
 from agent.evidence import ledger_from_config
+from agent.exposition import families_of_phase, series_key
 from agent.incidents import IncidentChange, IncidentManager, Outbox, utc
 from agent.playbooks import Playbooks
 from agent.schema import CheckRun, CheckStat, Decision, MetricValue, Watermark
+from agent.stages import StageRecorder
 from agent.store import Store
 from config.errors import AimsError, ConfigError, InputError, Problem, SourceError, StateStoreError
 from config.loader import config_digest
@@ -134,7 +136,8 @@ class Agent:
         self._sources: dict[str, Source] = {}
         self._references: dict[str, SystemReference] = {}
         self.config_digest = config_digest(cfg)
-        self.stage_hook: StageHook | None = None
+        # per-stage outcomes go to the store, so every replica (and every process) serves the same ones
+        self.stage_hook: StageHook | None = StageRecorder(self.store)
 
     # -- life cycle ---------------------------------------------------------------------------------
     def record_config_loaded(self, source: str) -> None:
@@ -359,7 +362,7 @@ class Agent:
                 change = self._decide(s, system, v, (start, end), now, record.seq)
                 if change:
                     outcome.changes.append(change)
-            self._store_series(s, system, ev)
+            self._store_series(s, system, ev, phase)
             self._stats(s, system, ev, now, duration, failed=False)
             stream = "labels" if phase == "labels" else "predictions"
             self._set_watermark(s, system, stream, end.isoformat(), now)
@@ -442,13 +445,15 @@ class Agent:
             return COLLECTION_OPEN_AFTER, 1
         return h.open_after, h.close_after
 
-    def _store_series(self, s: Any, system: SystemConfig, ev: WindowEvaluation) -> None:
-        families = {f for f, _, _ in ev.series}
+    def _store_series(self, s: Any, system: SystemConfig, ev: WindowEvaluation, phase: Phase) -> None:
+        # the window replaces every family its phase owns, not only those it produced: a feature, a
+        # group or a whole family the window no longer has stops being exported
+        families = families_of_phase(system, phase) | {f for f, _, _ in ev.series}
         s.execute(delete(MetricValue).where(MetricValue.system_id == system.id, MetricValue.family.in_(families)))
         now = self.clock()
         seen: set[tuple[str, str]] = set()
         for family, labels, value in ev.series:
-            key = json.dumps(labels, sort_keys=True, separators=(",", ":"))[:400]
+            key = series_key(labels)  # label values bounded, so the JSON fits its column whole
             if (family, key) in seen:
                 continue
             seen.add((family, key))

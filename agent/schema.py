@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     Index,
@@ -94,6 +95,23 @@ class MetricValue(Base):
     labels: Mapped[str] = mapped_column(String(400), primary_key=True)  # canonical JSON of extra labels
     value: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CheckStage(Base):
+    """Outcome of each stage (read, metrics, commit) of a system's last check, whichever replica ran it.
+
+    Kept in the store rather than in memory so every replica serves the same ``aims_check_stage_*``
+    series; ``generation`` counts the writes of the row, so their sum over the table is a version that
+    moves with every write without relying on replicas' clocks.
+    """
+
+    __tablename__ = "check_stages"
+    system_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(16), primary_key=True)
+    duration_s: Mapped[float] = mapped_column(Float)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    generation: Mapped[int] = mapped_column(BigInteger, default=0)
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Incident(Base):

@@ -20,10 +20,10 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from agent.coordination import SystemLocks, locks_for
-from agent.exposition import Exposition, StageTimings, StateCollector
+from agent.exposition import Exposition, StateCollector
 from agent.runner import Agent, RunOutcome
-from config.errors import AimsError
-from config.model import SystemConfig
+from config.errors import AimsError, ConfigError, Problem
+from config.model import SystemConfig, open_reads_problem
 
 log = logging.getLogger("aims.service")
 OUTBOX_EVERY = timedelta(seconds=5)
@@ -42,10 +42,9 @@ class Service:
     def __init__(self, agent: Agent, *, run_on_start: bool = True, locks: SystemLocks | None = None) -> None:
         self.agent = agent
         self.locks: SystemLocks = locks if locks is not None else locks_for(agent.store)
-        self.stages = StageTimings()
-        agent.stage_hook = self.stages
         self.exposition = Exposition(agent.store, StateCollector(
-            agent.store, max_series_per_system=agent.cfg.agent.server.max_series_per_system, stages=self.stages))
+            agent.store, max_series_per_system=agent.cfg.agent.server.max_series_per_system,
+            systems=agent.cfg.systems))
         self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={
             "coalesce": True, "max_instances": 1, "misfire_grace_time": 300})
         for system in agent.cfg.systems:
@@ -85,10 +84,8 @@ class Service:
                 log.debug("checks of %s skipped: another replica holds the lock", system_id)
             elif outcomes:
                 self.agent.deliver()
-                # build /metrics now rather than at the next minute. Not by rescheduling the exposition
-                # job: a job that calls into the scheduler deadlocks with shutdown(wait=True), which
-                # holds the job-store lock while it waits for running jobs.
-                self._refresh()
+                # build /metrics shortly rather than at the next minute; checks ending together share it
+                self.exposition.refresh_soon()
         except AimsError as exc:
             log.error("checks of %s failed: %s", system_id, exc)
 
@@ -124,6 +121,7 @@ class Service:
     def stop(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
+        self.exposition.cancel()
 
 
 def build_app(agent: Agent, *, run_on_start: bool = True) -> Any:
@@ -143,8 +141,18 @@ def build_app(agent: Agent, *, run_on_start: bool = True) -> Any:
     return create_app(agent, scheduler_alive=service.alive, lifespan=lifespan, service=service)
 
 
+def check_bind(agent: Agent, host: str) -> None:
+    """Refuse a non-loopback ``host`` (the config's or one given on the command line) with no tokens,
+    unless ``agent.server.allow_unauthenticated_reads`` is set: the API's reads would be open."""
+    problem = open_reads_problem(agent.cfg.agent, host)
+    if problem:
+        raise ConfigError([Problem("agent.server.host", problem)])
+
+
 def serve(agent: Agent, *, host: str, port: int) -> None:
     import uvicorn
+
+    check_bind(agent, host)
 
     # the judged windows are the service's main log; keep them visible under the CLI's WARNING default
     if log.getEffectiveLevel() > logging.INFO:

@@ -9,6 +9,7 @@ and incident routing. Every model forbids unknown keys, so a typo is an error wi
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -446,17 +447,45 @@ class PluginSinkConfig(BaseModel):
     type: str
 
 
+MIN_TOKEN_LENGTH = 16
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the API on this machine (``localhost``, 127.0.0.0/8, ``::1``)."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to anything
+
+
 class ServerConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=9464, ge=1, le=65535)
     metrics_require_token: bool = False
-    max_series_per_system: int = Field(default=500, ge=1, description="cap on per-feature series")
+    max_series_per_system: int = Field(
+        default=500, ge=1, description="series budget per system across every family (see docs/deployment.md)")
+    allow_unauthenticated_reads: bool = Field(
+        default=False, description="serve reads without tokens on a non-loopback address (writes always need "
+        "one); without it the agent refuses to start there with no `agent.tokens`")
 
 
 class Token(Strict):
     name: str
     value: SecretStr
     scopes: list[Literal["read", "operate", "ingest"]] = Field(default_factory=lambda: ["read"])  # type: ignore[arg-type]
+
+    @field_validator("value")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        # the length only: the value itself never goes into an error message
+        n = len(value.get_secret_value().strip())
+        if n < MIN_TOKEN_LENGTH:
+            raise ValueError(f"a token needs at least {MIN_TOKEN_LENGTH} characters, this one has {n} "
+                             "(generate one with `openssl rand -hex 32`)")
+        return value
 
 
 class SigningConfig(Strict):
@@ -504,6 +533,22 @@ class AgentSettings(Strict):
     tokens: list[Token] = Field(default_factory=list)
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
     grafana_url: str | None = None
+
+    @model_validator(mode="after")
+    def _bind_is_safe(self) -> AgentSettings:
+        problem = open_reads_problem(self, self.server.host)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+def open_reads_problem(settings: AgentSettings, host: str) -> str | None:
+    """Why serving on ``host`` would expose the API's reads to the network without a token, or None."""
+    if settings.tokens or is_loopback(host) or settings.server.allow_unauthenticated_reads:
+        return None
+    return (f"the API would listen on {host}, beyond this machine, with no `agent.tokens`: anyone who reaches "
+            "it reads the inventory, incidents and evidence. Add tokens, bind 127.0.0.1, or set "
+            "`agent.server.allow_unauthenticated_reads: true` if a proxy in front authenticates")
 
 
 def _default_sinks() -> dict[str, LocalFolderSinkConfig | PluginSinkConfig]:

@@ -58,11 +58,11 @@ def test_env_and_file_secrets_are_interpolated(scenario: Scenario, tmp_path: Pat
     cfg["agent"]["tokens"] = [
         {"name": "ops", "value": f"${{file:{secret}}}", "scopes": ["operate"]},
         {"name": "ci", "value": "${CI_TOKEN}"},
-        {"name": "dflt", "value": "${NOPE_UNSET:-fallback}"},
+        {"name": "dflt", "value": "${NOPE_UNSET:-fallback-0123456789}"},
     ]
-    loaded = parse_config(cfg, base_dir=scenario.dir, env={"CI_TOKEN": "from-env"})
+    loaded = parse_config(cfg, base_dir=scenario.dir, env={"CI_TOKEN": "from-env-0123456789"})
     values = [t.value.get_secret_value() for t in loaded.agent.tokens]
-    assert values == ["s3cret-from-file", "from-env", "fallback"]
+    assert values == ["s3cret-from-file", "from-env-0123456789", "fallback-0123456789"]
     assert "s3cret" not in repr(loaded.agent.tokens)
 
 

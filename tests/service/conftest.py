@@ -6,7 +6,9 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from fastapi.testclient import TestClient
 
+from agent.api import create_app
 from agent.runner import Agent
 from agent.service import Service
 from config.loader import load_config
@@ -48,3 +50,11 @@ def populated(scenario: Scenario) -> Iterator[tuple[Agent, Service]]:
     agent.deliver(T0 + timedelta(hours=HOURS))
     yield agent, service
     agent.close()
+
+
+@pytest.fixture
+def client(populated: tuple[Agent, Service]) -> Iterator[TestClient]:
+    """The API of the populated agent."""
+    agent, service = populated
+    with TestClient(create_app(agent, service=service)) as c:
+        yield c

@@ -25,13 +25,6 @@ from tests.service.conftest import OPERATE, READ, configure
 OPEN_ROUTES = {"/healthz", "/readyz", "/metrics"}
 
 
-@pytest.fixture
-def client(populated: tuple[Agent, Service]) -> Iterator[TestClient]:
-    agent, service = populated
-    with TestClient(create_app(agent, service=service)) as c:
-        yield c
-
-
 def _api_routes(client: TestClient) -> list[tuple[str, str]]:
     """(method, path) of every documented route but the open ones (included routers too)."""
     paths: dict[str, dict[str, Any]] = client.get("/openapi.json").json()["paths"]
@@ -123,7 +116,8 @@ def test_a_run_is_refused_with_409_while_another_replica_holds_the_system(
         assert mine
         r = client.post("/api/v1/systems/scoring/run", headers=OPERATE)
     assert r.status_code == 409
-    assert r.json() == {"detail": "system 'scoring' is being checked by another replica"}
+    assert r.json() == {"detail": "system 'scoring' is still being checked after 0.1 s (by this or another "
+                                  "replica); try again"}
 
 
 def test_incidents_are_listed_acknowledged_and_overridden_with_a_reason(client: TestClient) -> None:

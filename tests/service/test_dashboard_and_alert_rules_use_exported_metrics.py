@@ -110,6 +110,23 @@ def test_the_dashboard_covers_drift_fairness_performance_incidents_and_check_hea
     assert len(ids) == len(set(ids))
 
 
+# series that describe one replica itself: the only ones a panel may show per instance
+PER_REPLICA = {"aims_scrape_duration_seconds", "aims_build_info"}
+
+
+def test_dashboard_panels_show_one_series_however_many_replicas_serve_it() -> None:
+    """Every replica exports the same state-store series: a panel that sums or lists them raw counts
+    each system once per replica. Each metric must sit inside a `max by`/`min by` over its own labels."""
+    for where, expr in dashboard_queries():
+        if where.startswith("variable "):
+            continue
+        for name in metric_names(expr) - PER_REPLICA:
+            inner = re.search(rf"(max|min) by \(([^)]*)\) \((?:increase\()?{name}\b", expr)
+            assert inner, f"{where}: {name} is not deduplicated across replicas in {expr!r}"
+            by = inner.group(2)
+            assert "instance" not in by and ("system" in by or "sink" in by), where
+
+
 def _promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["promtool", *args], capture_output=True, text=True, timeout=120, check=False, cwd=cwd)
 

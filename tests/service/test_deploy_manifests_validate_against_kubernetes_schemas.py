@@ -1,5 +1,6 @@
 """The Kubernetes manifests and the rendered Helm chart are valid Kubernetes objects, run the agent as a
-non-root user on a read-only root filesystem, and carry an agent config that the agent accepts."""
+non-root user on a read-only root filesystem, carry an agent config that the agent accepts and the
+alert rules of deploy/prometheus/rules.yml, and label their scrape job as the rules expect."""
 
 from __future__ import annotations
 
@@ -23,7 +24,10 @@ SCHEMAS = Path(__file__).with_name("schemas")
 CRD_SCHEMAS = {
     "ServiceMonitor": json.loads((SCHEMAS / "servicemonitor-monitoring-v1.json").read_text()),
     "PodMonitor": json.loads((SCHEMAS / "podmonitor-monitoring-v1.json").read_text()),
+    "PrometheusRule": json.loads((SCHEMAS / "prometheusrule-monitoring-v1.json").read_text()),
 }
+RULES = DEPLOY / "prometheus" / "rules.yml"
+SECRET_VALUES = {"stateUrl": "postgresql+psycopg://aims@db/aims", "readToken": "r" * 32, "operateToken": "o" * 32}
 
 
 def validate(doc: dict[str, Any]) -> None:
@@ -55,16 +59,18 @@ def agent_container(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[st
 def test_every_manifest_validates_against_the_kubernetes_schemas() -> None:
     docs = manifests()
     assert {d["kind"] for d in docs} == {"ConfigMap", "Secret", "Deployment", "Service", "ServiceMonitor",
-                                         "PodMonitor"}
+                                         "PodMonitor", "PrometheusRule"}
     for doc in docs:
         validate(doc)
 
 
 @pytest.mark.parametrize("values", [
-    {},
-    {"podMonitor": {"enabled": True}, "serviceMonitor": {"enabled": False, "labels": {"release": "kube-prom"}}},
-    {"secret": {"create": False, "name": "vault-synced"}, "replicas": 2, "model": {"containers": []}},
-], ids=["defaults", "podmonitor", "existing-secret"])
+    {"secret": SECRET_VALUES},
+    {"podMonitor": {"enabled": True}, "serviceMonitor": {"enabled": False, "labels": {"release": "kube-prom"}},
+     "prometheusRule": {"enabled": False}},
+    {"secret": {"create": False, "name": "vault-synced"}, "replicas": 2, "model": {"containers": []},
+     "prometheusRule": {"labels": {"release": "kube-prom"}}},
+], ids=["with-secret-values", "podmonitor", "existing-secret"])
 def test_the_rendered_chart_validates_against_the_kubernetes_schemas(values: dict[str, Any]) -> None:
     docs = chart().documents(values=values)
     for doc in docs:
@@ -72,10 +78,43 @@ def test_the_rendered_chart_validates_against_the_kubernetes_schemas(values: dic
     kinds = [d["kind"] for d in docs]
     assert ("ServiceMonitor" in kinds) == values.get("serviceMonitor", {}).get("enabled", True)
     assert ("PodMonitor" in kinds) == values.get("podMonitor", {}).get("enabled", False)
-    assert ("Secret" in kinds) == values.get("secret", {}).get("create", True)
+    assert ("PrometheusRule" in kinds) == values.get("prometheusRule", {}).get("enabled", True)
+    assert ("Secret" in kinds) == (values.get("secret") == SECRET_VALUES), "rendered only with its values"
     pod, _ = agent_container(docs)
-    if "secret" in values:
+    if "name" in values.get("secret", {}):
         assert pod["volumes"][2]["secret"]["secretName"] == "vault-synced"
+
+
+@pytest.mark.parametrize("secret", [{}, {"stateUrl": "postgresql+psycopg://aims@db/aims"},
+                                    {"stateUrl": "postgresql+psycopg://aims@db/aims", "readToken": "r" * 32}],
+                         ids=["defaults", "url-only", "no-operate-token"])
+def test_the_chart_renders_no_secret_with_empty_values(secret: dict[str, str]) -> None:
+    """An empty Secret would start the agent with empty tokens: none is rendered, the pod waits for yours."""
+    docs = chart().documents(values={"secret": secret})
+    assert "Secret" not in [d["kind"] for d in docs]
+    pod, _ = agent_container(docs)
+    assert pod["volumes"][2]["secret"]["secretName"] == "credit-scoring-aims-agent"
+
+
+@pytest.mark.parametrize("source", ["manifests", "chart"])
+def test_the_prometheus_rule_resource_holds_the_alert_rules(source: str) -> None:
+    docs = manifests() if source == "manifests" else chart().documents()
+    rule = next(d for d in docs if d["kind"] == "PrometheusRule")
+    assert rule["spec"]["groups"] == yaml.safe_load(RULES.read_text())["groups"]
+
+
+@pytest.mark.parametrize("source", ["manifests", "chart"])
+def test_the_pod_and_service_monitors_scrape_as_job_aims_agent(source: str) -> None:
+    """AimsAgentDown selects up{job="aims-agent"}: prometheus-operator names the job after the Service
+    or the PodMonitor, so both monitors relabel it (their relabelings run after the operator's own)."""
+    values = {"podMonitor": {"enabled": True}}
+    docs = manifests() if source == "manifests" else chart().documents(values=values)
+    monitors = [d for d in docs if d["kind"] in ("ServiceMonitor", "PodMonitor")]
+    assert {d["kind"] for d in monitors} == {"ServiceMonitor", "PodMonitor"}
+    for mon in monitors:
+        for endpoint in mon["spec"].get("endpoints") or mon["spec"]["podMetricsEndpoints"]:
+            assert {"targetLabel": "job", "replacement": "aims-agent"} in endpoint["relabelings"], mon["kind"]
+    assert 'up{job="aims-agent"}' in yaml.safe_load(RULES.read_text())["groups"][1]["rules"][0]["expr"]
 
 
 def test_a_manifest_with_an_unknown_field_is_rejected() -> None:
@@ -88,6 +127,14 @@ def test_a_manifest_with_an_unknown_field_is_rejected() -> None:
     sm["spec"]["endpoints"][0]["intervall"] = "30s"
     with pytest.raises(jsonschema.ValidationError):
         validate(sm)
+    rule = next(d for d in manifests() if d["kind"] == "PrometheusRule")
+    rule["spec"]["groups"][0]["rules"][0]["for"] = "5 minutes"  # not a Prometheus duration
+    with pytest.raises(jsonschema.ValidationError):
+        validate(rule)
+    pm = next(d for d in manifests() if d["kind"] == "PodMonitor")
+    pm["spec"]["podMetricsEndpoints"][0]["relabelings"][0]["target_label"] = "job"
+    with pytest.raises(jsonschema.ValidationError):
+        validate(pm)
 
 
 def test_the_chart_refuses_templates_outside_its_subset(tmp_path: Path) -> None:
@@ -148,7 +195,8 @@ def test_the_image_is_multi_stage_non_root_with_a_healthcheck_from_the_lock_file
     assert any(ln.startswith("RUN ") and "-c requirements.lock" in ln for ln in lines)
     user = [ln for ln in lines if ln.startswith("USER ")]
     assert user and user[-1] not in ("USER root", "USER 0"), "the last USER is unprivileged"
-    assert any(ln.startswith("HEALTHCHECK ") and "/healthz" in " ".join(lines) for ln in lines)
+    health = " ".join(lines[next(i for i, ln in enumerate(lines) if ln.startswith("HEALTHCHECK ")):][:2])
+    assert "agent.healthcheck" in health and "9464" not in health, "the healthcheck follows the agent's port"
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".venv" in ignored and ".git" in ignored
 

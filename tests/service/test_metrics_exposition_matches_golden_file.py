@@ -15,8 +15,9 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from agent.exposition import Exposition, StageTimings, StateCollector
-from agent.schema import CheckStat, Decision, Incident, MetricValue, OutboxMessage
+from agent.exposition import Exposition, StateCollector
+from agent.schema import CheckStage, CheckStat, Decision, Incident, MetricValue, OutboxMessage
+from agent.stages import StageRecorder
 from agent.store import Store
 
 GOLDEN = Path(__file__).with_name("golden") / "metrics.txt"
@@ -41,6 +42,8 @@ def populated_store(tmp_path: Path) -> Store:
         ("credit", "fairness_group_rate", {"sensitive": "sex", "group": "M", "metric": "selection_rate"}, 0.59),
         ("credit", "fairness_group_count", {"sensitive": "sex", "group": "F"}, 190.0),
         ("credit", "fairness_group_count", {"sensitive": "sex", "group": "M"}, 210.0),
+        ("credit", "fairness_group_rate", {"sensitive": "sex", "group": "X", "metric": "selection_rate"}, 0.8),
+        ("credit", "fairness_group_count", {"sensitive": "sex", "group": "X"}, 10.0),
         ("credit", "performance_metric", {"metric": "accuracy"}, 0.83),
         ("credit", "data_quality_missing_share", {"feature": "income"}, 0.01),
         ("credit", "data_quality_findings", {"kind": "unseen_category"}, 2.0),
@@ -56,6 +59,8 @@ def populated_store(tmp_path: Path) -> Store:
                         last_success_at=T, last_duration_s=0.25))
         s.add(CheckStat(system_id="credit", check="drift", runs=11, failures=0, last_run_at=T,
                         last_success_at=T, last_duration_s=0.25))
+        for stage, seconds, ok in (("read", 0.125, True), ("metrics", 0.5, True), ("commit", 0.0625, False)):
+            s.add(CheckStage(system_id="credit", stage=stage, duration_s=seconds, ok=ok, generation=1, finished_at=T))
         s.add(Decision(system_id="credit", check="drift", subject="income", state="breach", raw_state="breach",
                        breach_streak=2, ok_streak=0, value=0.31, detail={}, updated_at=T))
         s.add(Incident(fingerprint="f1", system_id="credit", kind="drift", subject="income", status="open",
@@ -68,12 +73,13 @@ def populated_store(tmp_path: Path) -> Store:
     return store
 
 
-def collector(store: Store) -> StateCollector:
-    stages = StageTimings()
-    for stage, seconds, ok in (("read", 0.125, True), ("metrics", 0.5, True), ("commit", 0.0625, False)):
-        stages("credit", stage, seconds, ok)
-    # a cap of 2 per-feature series per system: `region` (not drifted, last by name) is dropped
-    return StateCollector(store, max_series_per_system=2, stages=stages)
+# the budget of the golden state: every series of `credit` but the smallest two of its three groups
+# of `sex` (F and X) fits, so those two become one "(other)" group (2 slots set aside for it)
+GOLDEN_BUDGET = 40
+
+
+def collector(store: Store, budget: int = GOLDEN_BUDGET) -> StateCollector:
+    return StateCollector(store, max_series_per_system=budget)
 
 
 def normalised(text: str) -> str:
@@ -106,11 +112,35 @@ def test_promtool_accepts_the_exposition(tmp_path: Path) -> None:
     assert result.stdout.strip() == "" and result.stderr.strip() == "", result.stdout + result.stderr
 
 
-def test_the_series_cap_keeps_drifted_features_and_counts_the_dropped_ones(tmp_path: Path) -> None:
-    text = exposition(tmp_path)
+def test_the_series_budget_keeps_drifted_features_and_counts_the_dropped_ones(tmp_path: Path) -> None:
+    store = populated_store(tmp_path)
+    try:
+        # 32 series of `credit` are ranked first (system-level, the decision in breach, drifted
+        # `income`); the 4 left are shared between the other features and the groups: `age` (first
+        # by name) and the "(other)" group of all three groups fit, `region` does not
+        text = normalised(Exposition(store, collector(store, budget=36)).render().decode())
+    finally:
+        store.close()
     assert 'aims_feature_drift_score{feature="income",method="wasserstein",system="credit"}' in text
+    assert 'aims_feature_drift_score{feature="age",method="wasserstein",system="credit"}' in text
     assert 'feature="region"' not in text
-    assert 'aims_series_dropped{system="credit"} 2.0' in text  # score and detected of `region`
+    assert 'aims_fairness_group_rows{group="(other)",sensitive="sex",system="credit"} 410.0' in text
+    assert 'aims_series_dropped{family="feature_drift_score",system="credit"} 1.0' in text
+    assert 'aims_series_dropped{family="feature_drift_detected",system="credit"} 1.0' in text
+    assert 'aims_series_dropped{family="fairness_group_rows",system="credit"} 3.0' in text
+    assert 'aims_series_dropped{family="fairness_group_rate",system="credit"} 3.0' in text
+    assert len([ln for ln in text.splitlines() if 'system="credit"' in ln and "series_dropped" not in ln]) == 36
+
+
+def test_the_golden_budget_sums_the_smallest_groups_into_other(tmp_path: Path) -> None:
+    text = exposition(tmp_path)
+    assert 'aims_fairness_group_rows{group="M",sensitive="sex",system="credit"} 210.0' in text
+    assert 'aims_fairness_group_rows{group="(other)",sensitive="sex",system="credit"} 200.0' in text
+    # the selection rate of F and X together, weighted by their rows
+    rate = (0.41 * 190 + 0.8 * 10) / 200
+    assert f'aims_fairness_group_rate{{group="(other)",metric="selection_rate",sensitive="sex",system="credit"}} ' \
+        f'{rate!r}' in text
+    assert 'group="F"' not in text and 'group="X"' not in text
 
 
 def test_the_fast_renderer_writes_what_prometheus_client_writes(tmp_path: Path) -> None:
@@ -138,8 +168,7 @@ def test_the_cached_exposition_is_rebuilt_when_the_state_changes(tmp_path: Path)
             Ledger().append(s, "check_run", {"check_run_id": 1}, system_id="churn", now=T)
         second = expo.render()
         assert b'aims_performance_metric{metric="accuracy",system="churn"} 0.5' in second
-        assert expo.collector.stages is not None
-        expo.collector.stages("churn", "read", 0.5, True)
+        StageRecorder(store)("churn", "read", 0.5, True)
         assert b'aims_check_stage_success{stage="read",system="churn"} 1.0' in expo.render()
     finally:
         store.close()
