@@ -44,6 +44,7 @@ def test_a_dead_holder_releases_its_systems(pg_url: str) -> None:
             with b.engine.connect() as admin:
                 killed = admin.execute(text(
                     "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
                     "AND classid = CAST(:hi AS bigint)::oid AND objid = CAST(:lo AS bigint)::oid AND objsubid = 1"),
                     {"hi": key >> 32, "lo": key & 0xFFFFFFFF}).scalars().all()
             assert killed == [True]
