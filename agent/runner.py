@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import ValidationError
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
@@ -32,7 +33,7 @@ from agent.schema import CheckRun, CheckStat, Decision, MetricValue, Watermark
 from agent.store import Store
 from config.errors import AimsError, ConfigError, InputError, Problem, SourceError, StateStoreError
 from config.loader import config_digest
-from config.model import AgentConfig, LocalFolderSinkConfig, SystemConfig
+from config.model import AgentConfig, LocalFolderSinkConfig, PluginSourceConfig, SystemConfig
 from connectors.base import Sink, Source
 from connectors.registry import SINK_GROUP, SOURCE_GROUP, load_plugin
 
@@ -78,8 +79,16 @@ def build_source(system: SystemConfig, which: str, base_dir: Path | None, store:
     cls = load_plugin(SOURCE_GROUP, cfg.type)
     if cls is None:
         raise ConfigError([Problem(f"systems.{system.id}.{which}.type", f"no source plugin {cfg.type!r}")])
+    typed: Any = cfg
+    model: Any = getattr(cls, "config_model", None)
+    if isinstance(cfg, PluginSourceConfig) and model is not None:
+        # a third-party source gets its own typed config (the loader validated it already)
+        try:
+            typed = model.model_validate(cfg.model_dump())
+        except ValidationError as exc:
+            raise ConfigError([Problem(f"systems.{system.id}.{which}", str(exc).splitlines()[0])]) from exc
     # sources take what they need of this context (the cloudevents source reads the agent's own store)
-    source: Source = cls(cfg, timestamp_column=ts_column, base_dir=base_dir, store=store)
+    source: Source = cls(typed, timestamp_column=ts_column, base_dir=base_dir, store=store)
     return source
 
 
