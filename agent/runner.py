@@ -34,7 +34,7 @@ from agent.store import Store
 from config.errors import AimsError, ConfigError, InputError, Problem, SourceError, StateStoreError
 from config.loader import config_digest
 from config.model import AgentConfig, LocalFolderSinkConfig, PluginSourceConfig, SystemConfig
-from connectors.base import Sink, Source
+from connectors.base import ReportsRejected, Sink, Source
 from connectors.registry import SINK_GROUP, SOURCE_GROUP, load_plugin
 
 log = logging.getLogger("aims.runner")
@@ -242,11 +242,14 @@ class Agent:
         try:
             with self._stage(system.id, "read"):
                 ref = self.reference(system)
-                df = self.source(system).read_window(start, end, columns=self._columns(system))
+                src = self.source(system)
+                df = src.read_window(start, end, columns=self._columns(system))
+                # records the source skipped as unreadable are judged as data quality, not a failed window
+                rejected = src.rejected() if isinstance(src, ReportsRejected) else []
                 if phase == "labels":
                     df = self._join_labels(system, df, start, end)
             with self._stage(system.id, "metrics"):
-                ev = evaluate_window(system, ref, df, phase)
+                ev = evaluate_window(system, ref, df, phase, rejected)
         except (SourceError, InputError) as exc:
             return self._failed(system, start, end, now, exc, time.perf_counter() - t0)
         duration = time.perf_counter() - t0
