@@ -483,6 +483,10 @@ class ServerConfig(Strict):
     port: int = Field(default=9464, ge=1, le=65535)
     metrics_require_token: bool = False
     max_series_per_system: int = Field(default=500, ge=1, description="cap on per-feature series")
+    max_event_bytes: int = Field(
+        default=1 << 20, ge=1024, le=(1 << 24) - 1,
+        description="largest CloudEvent body the ingest endpoint stores (413 above); at most 16 MiB - 1, "
+        "MariaDB's MEDIUMTEXT")
 
 
 class Token(Strict):

@@ -78,7 +78,8 @@ def test_a_pair_that_does_not_join_is_a_finding_and_later_windows_are_judged(
     assert [(o.window_start, o.status != "failed", o.rows) for o in outcomes] == [(T0, True, 200)], \
         [o.error for o in outcomes]
     first = _quality(outcomes[0])
-    assert first.state == "breach" and "bad-pair-1" in first.summary and "2 instances but 1 predictions" in first.summary
+    assert first.state == "breach"
+    assert "bad-pair-1" in first.summary and "2 instances but 1 predictions" in first.summary
     dq = outcomes[0].results["data_quality"]
     assert dq["rejected"] == [{"record": "event bad-pair-1", "reason": "event bad-pair-1: 2 instances but "
                                "1 predictions", "count": 1}]
