@@ -80,6 +80,8 @@ def event_from_http(headers: Mapping[str, str], body: bytes) -> tuple[dict[str, 
         return attrs, data
     # the HTTP binding percent-encodes attribute values; receivers decode them
     attrs = {k[3:].lower(): unquote(v) for k, v in headers.items() if k.lower().startswith("ce-")}
+    # the distributed-tracing extension travels in its own headers (Knative adds them on the way)
+    attrs.update({k.lower(): v for k, v in headers.items() if k.lower() in ("traceparent", "tracestate")})
     if ctype:
         attrs["datacontenttype"] = ctype
     return attrs, body
