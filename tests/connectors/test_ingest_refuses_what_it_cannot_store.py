@@ -114,7 +114,7 @@ def test_the_body_limit_is_configurable_and_only_for_ingest(scenario: Scenario) 
 def test_the_limit_cannot_exceed_what_mariadb_stores(scenario: Scenario) -> None:
     from config.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="max_event_bytes.*16777215"):
+    with pytest.raises(ConfigError, match=r"max_event_bytes.*16777215"):
         _agent(scenario, max_event_bytes=32 * 1024 * 1024)
 
 
