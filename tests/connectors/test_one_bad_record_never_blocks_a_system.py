@@ -28,7 +28,7 @@ from connectors.sources.files import FileSource
 from connectors.sources.snapshot import SnapshotSource, freeze_window
 from tests.conftest import T0, Scenario, make_rows
 from tests.connectors.test_file_source import _kserve_record
-from tests.connectors.test_ingest_cloudevents import INGEST, kserve, post, seldon
+from tests.connectors.test_ingest_cloudevents import INGEST, kserve, post, post_pairs, seldon
 
 
 @pytest.fixture
@@ -47,17 +47,6 @@ def ingesting(scenario: Scenario) -> Iterator[tuple[Agent, TestClient]]:
     agent.close()
 
 
-def _hour_of_events(client: TestClient, scenario: Scenario, start: Any, prefix: str) -> None:
-    frame = make_rows(scenario.rng, 200, start)
-    for i in range(0, 200, 50):
-        part = frame.iloc[i:i + 50]
-        inst = part[["x1", "x2", "colour", "group", "label"]].to_dict("records")
-        at = start + timedelta(minutes=i // 10)
-        assert post(client, kserve("request", f"{prefix}{i}", {"instances": inst}, at)).status_code == 202
-        assert post(client, kserve("response", f"{prefix}{i}", {"predictions": part["score"].tolist()}, at)
-                    ).status_code == 202
-
-
 def _quality(outcome: RunOutcome) -> Any:
     return next(v for v in outcome.verdicts if v.check == "data_quality")
 
@@ -65,8 +54,8 @@ def _quality(outcome: RunOutcome) -> Any:
 def test_a_pair_that_does_not_join_is_a_finding_and_later_windows_are_judged(
         ingesting: tuple[Agent, TestClient], scenario: Scenario) -> None:
     agent, client = ingesting
-    _hour_of_events(client, scenario, T0, "a")
-    _hour_of_events(client, scenario, T0 + timedelta(hours=1), "b")
+    post_pairs(client, make_rows(scenario.rng, 200, T0), T0, "a")
+    post_pairs(client, make_rows(scenario.rng, 200, T0 + timedelta(hours=1)), T0 + timedelta(hours=1), "b")
     inst = {"x1": 0.1, "x2": 1.0, "colour": "red", "group": "A"}
     # each half is a valid payload on its own, so both are acknowledged...
     assert post(client, kserve("request", "bad-pair-1", {"instances": [inst, inst]}, T0 + timedelta(minutes=30))
