@@ -19,7 +19,7 @@ import json
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -228,22 +228,31 @@ def _auth(agent: Agent, scope: TokenScope) -> Callable[..., None]:
 
 
 class BodyLimit:
-    """Refuse bodies over ``limit`` bytes: by Content-Length up front, or while a chunked body streams in."""
+    """Refuse bodies over ``limit`` bytes: by Content-Length up front, or while a chunked body streams in.
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
+    ``prefix_limits`` gives paths under a prefix their own limit (the CloudEvents ingest takes
+    ``agent.server.max_event_bytes``).
+    """
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY, prefix_limits: Mapping[str, int] | None = None) -> None:
         self.app = app
-        self.limit = limit
+        self.default = limit
+        self.prefix_limits = dict(prefix_limits or {})
+
+    def _limit(self, path: str) -> int:
+        return next((n for prefix, n in self.prefix_limits.items() if path.startswith(prefix)), self.default)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self._limit(str(scope.get("path", "")))
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and not length.strip().isdigit():
-            await self._refuse(send, 400, "Content-Length is not a number of bytes")
+            await self._refuse(send, limit, 400, "Content-Length is not a number of bytes")
             return
-        if length is not None and int(length) > self.limit:
-            await self._refuse(send)
+        if length is not None and int(length) > limit:
+            await self._refuse(send, limit)
             return
         received = 0
         started = False
@@ -253,9 +262,9 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
+                if received > limit:
                     # an HTTPException passes FastAPI's body parsing untouched and becomes the 413 response
-                    raise HTTPException(413, f"request body over {self.limit} bytes")
+                    raise HTTPException(413, f"request body over {limit} bytes")
             return message
 
         async def tracking(message: Message) -> None:
@@ -268,10 +277,10 @@ class BodyLimit:
         except HTTPException as exc:
             if exc.status_code != 413 or started:
                 raise
-            await self._refuse(send)
+            await self._refuse(send, limit)
 
-    async def _refuse(self, send: Send, status: int = 413, detail: str | None = None) -> None:
-        body = json.dumps({"detail": detail or f"request body over {self.limit} bytes"}).encode()
+    async def _refuse(self, send: Send, limit: int, status: int = 413, detail: str | None = None) -> None:
+        body = json.dumps({"detail": detail or f"request body over {limit} bytes"}).encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
@@ -283,7 +292,8 @@ def create_app(agent: Agent, *, scheduler_alive: Callable[[], bool] | None = Non
     app = FastAPI(title="aims-agent", version=__version__, lifespan=lifespan,
                   description="Model monitoring for ISO/IEC 42001 AI management systems: the AI system "
                   "inventory, check runs, incidents with human oversight, and audit evidence.")
-    app.add_middleware(BodyLimit, limit=MAX_BODY)
+    app.add_middleware(BodyLimit, limit=MAX_BODY,
+                       prefix_limits={"/api/v1/ingest/": agent.cfg.agent.server.max_event_bytes})
     # without a scheduler (demo, tests) "run now" still goes through the per-system locks
     svc = service if service is not None else Service(agent, run_on_start=False)
     read = Depends(_auth(agent, "read"))

@@ -25,9 +25,9 @@ def _fail(message: str) -> NoReturn:
 
 def _load(path: str) -> Any:
     from config.loader import load_config
-    from connectors.registry import sink_config_model
+    from connectors.registry import sink_config_model, source_config_model
 
-    return load_config(path, sink_config=sink_config_model)
+    return load_config(path, sink_config=sink_config_model, source_config=source_config_model)
 
 
 def _agent(path: str) -> Any:

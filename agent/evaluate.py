@@ -17,12 +17,13 @@ import pandas as pd
 from agent.decisions import State, Verdict, worst
 from config.errors import MetricInputError
 from config.model import PredictionKind, SystemConfig
+from connectors.base import RejectedRecord
 from connectors.sources.sql_pushdown import PushdownPlan, WindowAggregates
 from metrics.aggregates import StateReference, WindowSummary, judge_column, judge_drift, quality_from_summary
 from metrics.drift import ColumnDrift, DatasetDrift, DriftSpec, PreparedReference, column_drift, summarise
 from metrics.fairness import FairnessResult, fairness, fairness_from_counts
 from metrics.performance import classification_metrics, regression_metrics
-from metrics.quality import QualityReport, ReferenceProfile, data_quality
+from metrics.quality import QualityFinding, QualityReport, ReferenceProfile, data_quality
 from metrics.stattests import CountSample
 
 Series = tuple[str, dict[str, str], float]  # (family, labels without `system`, value)
@@ -142,9 +143,10 @@ def labels_delayed(system: SystemConfig) -> bool:
 
 
 def evaluate_window(system: SystemConfig, ref: SystemReference, df: pd.DataFrame,
-                    phase: Phase = "all") -> WindowEvaluation:
+                    phase: Phase = "all", rejected: Sequence[RejectedRecord] = ()) -> WindowEvaluation:
     """Judge a window. With late labels, ``predictions`` judges what needs no label at window close and
-    ``labels`` judges the rest once the labels had time to arrive; ``all`` does both at once."""
+    ``labels`` judges the rest once the labels had time to arrive; ``all`` does both at once.
+    ``rejected`` are the records the source skipped as unreadable: ``bad_record`` data-quality findings."""
     ev = WindowEvaluation(rows=len(df))
     checks = system.checks
     enough = len(df) >= system.window.min_rows
@@ -155,7 +157,7 @@ def evaluate_window(system: SystemConfig, ref: SystemReference, df: pd.DataFrame
     if phase != "labels":
         ev.series.append(("window_rows", {}, float(len(df))))
         if checks.data_quality.enabled:
-            _quality(system, ref, df, ev)
+            _quality(system, ref, df, ev, rejected)
         if checks.drift.enabled:
             _drift(system, ref, df, ev, enough)
         if checks.fairness.enabled and (phase == "all" or not fairness_needs_labels):
@@ -176,26 +178,42 @@ def _insufficient(check: str, subject: str, why: str) -> Verdict:
     return Verdict(check, subject, "insufficient_data", summary=why)
 
 
-def _quality(system: SystemConfig, ref: SystemReference, df: pd.DataFrame, ev: WindowEvaluation) -> None:
-    if df.empty:
+def _rejected_finding(rejected: Sequence[RejectedRecord], rows: int) -> QualityFinding:
+    n = sum(r.count for r in rejected)
+    shown = "; ".join(f"{r.record}: {r.reason}" for r in rejected[:3])
+    more = f" (and {len(rejected) - 3} more)" if len(rejected) > 3 else ""
+    return QualityFinding("bad_record", "(record)", n, n / (rows + n),
+                          f"{n} record(s) could not be read and were left out: {shown}{more}")
+
+
+def _quality(system: SystemConfig, ref: SystemReference, df: pd.DataFrame, ev: WindowEvaluation,
+             rejected: Sequence[RejectedRecord] = ()) -> None:
+    if df.empty and not rejected:
         ev.verdicts.append(_insufficient("data_quality", "dataset", "no rows in the window"))
         return
     skip = _bookkeeping(system)
-    _quality_verdict(system, data_quality(df[[c for c in df.columns if c not in skip]], ref.profile), ev)
+    report = (data_quality(df[[c for c in df.columns if c not in skip]], ref.profile) if not df.empty
+              else QualityReport(rows=0, findings=[], missing_share={}))
+    _quality_verdict(system, report, ev, rejected)
 
 
-def _quality_verdict(system: SystemConfig, report: QualityReport, ev: WindowEvaluation) -> None:
+def _quality_verdict(system: SystemConfig, report: QualityReport, ev: WindowEvaluation,
+                     rejected: Sequence[RejectedRecord] = ()) -> None:
     cfg = system.checks.data_quality
+    all_findings = [*report.findings, *([_rejected_finding(rejected, report.rows)] if rejected else [])]
     ev.computed_checks.add("data_quality")
     findings = [{"kind": f.kind, "column": f.column, "count": f.count, "share": f.share, "detail": f.detail}
-                for f in report.findings]
+                for f in all_findings]
     ev.results["data_quality"] = {"rows": report.rows, "findings": findings,
                                   "missing_share": {k: _num(v) for k, v in report.missing_share.items()}}
+    if rejected:
+        ev.results["data_quality"]["rejected"] = [{"record": r.record, "reason": r.reason, "count": r.count}
+                                                  for r in rejected[:100]]
     limits = {"missing": cfg.max_missing_share, "out_of_range": cfg.max_out_of_range_share,
               "unseen_category": cfg.max_unseen_category_share, "type_error": cfg.max_type_error_share,
-              "non_finite": cfg.max_type_error_share}
+              "non_finite": cfg.max_type_error_share, "bad_record": cfg.max_type_error_share}
     worst_ratio, problems = 0.0, []
-    for f in report.findings:
+    for f in all_findings:
         limit = limits.get(f.kind)
         breached = f.kind in ("missing_column", "dtype_change") or (limit is not None and f.share > limit)
         if breached:
@@ -205,10 +223,10 @@ def _quality_verdict(system: SystemConfig, report: QualityReport, ev: WindowEval
     for col, share in report.missing_share.items():
         ev.series.append(("data_quality_missing_share", {"feature": col}, float(share)))
     by_kind: dict[str, int] = {}
-    for f in report.findings:
+    for f in all_findings:
         by_kind[f.kind] = by_kind.get(f.kind, 0) + f.count
     for kind in ("missing", "type_error", "out_of_range", "unseen_category", "missing_column", "new_column",
-                 "dtype_change", "non_finite"):
+                 "dtype_change", "non_finite", "bad_record"):
         ev.series.append(("data_quality_findings", {"kind": kind}, float(by_kind.get(kind, 0))))
     state: State = "breach" if problems else "ok"
     summary = "; ".join(problems[:10]) if problems else "no data-quality problem above the limits"

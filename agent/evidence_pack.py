@@ -352,9 +352,9 @@ def verify_path(target: str, *, key_file: str | None = None) -> tuple[bool, str]
         if path.suffix in (".yaml", ".yml") and path.exists():
             from agent.evidence import signer_from_config
             from config.loader import load_config
-            from connectors.registry import sink_config_model
+            from connectors.registry import sink_config_model, source_config_model
 
-            cfg = load_config(path, sink_config=sink_config_model)
+            cfg = load_config(path, sink_config=sink_config_model, source_config=source_config_model)
             url = cfg.agent.state_url.get_secret_value()
             verifier = verifier or signer_from_config(cfg.agent.evidence, path.resolve().parent)
         elif "://" in target:

@@ -9,8 +9,10 @@ Each event is checked (required attributes, a known type, a payload that parses 
 and committed to ``inference_events`` BEFORE the 2xx answer, so an acknowledged event survives a
 crash. KServe delivers at most once and Seldon may redeliver: a duplicate (same system, ``ce-id`` and
 half) answers 200 with ``"duplicate": true`` and stores nothing; a lone request or response is kept
-and simply never joined. A malformed event gets 400 with the reason, a body over ``MAX_EVENT_BYTES``
-413, and one that cannot be stored 503 (never a 2xx).
+and simply never joined. A malformed event gets 400 with the reason (an attribute longer than the
+column it is stored in included: a retrying sender must not take it for an outage), a body over
+``agent.server.max_event_bytes`` (default ``MAX_EVENT_BYTES``, 1 MiB) 413, and one that cannot be
+stored 503 (never a 2xx).
 The ``cloudevents`` source (``connectors/sources/cloudevents.py``) reads the joined rows back.
 """
 
@@ -27,7 +29,7 @@ from urllib.parse import unquote
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from agent.schema import InferenceEvent
 from config.errors import InputError, StateStoreError
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
     from agent.runner import Agent
 
 log = logging.getLogger("aims.ingest")
-MAX_EVENT_BYTES = 1 << 20  # a logged payload larger than this is refused (413), never truncated
+MAX_EVENT_BYTES = 1 << 20  # default of agent.server.max_event_bytes: a larger payload is refused (413), never truncated
 
 KINDS = {
     "org.kubeflow.serving.inference.request": "request",
@@ -78,9 +80,27 @@ def event_from_http(headers: Mapping[str, str], body: bytes) -> tuple[dict[str, 
         return attrs, data
     # the HTTP binding percent-encodes attribute values; receivers decode them
     attrs = {k[3:].lower(): unquote(v) for k, v in headers.items() if k.lower().startswith("ce-")}
+    # the distributed-tracing extension travels in its own headers (Knative adds them on the way)
+    attrs.update({k.lower(): v for k, v in headers.items() if k.lower() in ("traceparent", "tracestate")})
     if ctype:
         attrs["datacontenttype"] = ctype
     return attrs, body
+
+
+def _stored(attrs: Mapping[str, str], kind: str) -> dict[str, tuple[str, str | None]]:
+    """The text columns of ``inference_events`` this event fills: column -> (header it comes from, value)."""
+    # Seldon's feedback names the prediction it judges in `requestid`; KServe's halves share ce-id
+    by_request = kind == "feedback" and bool(attrs.get("requestid"))
+    component = "component" if attrs.get("component") else "endpoint"
+    return {
+        "event_id": ("ce-requestid" if by_request else "ce-id", attrs["requestid"] if by_request else attrs["id"]),
+        "ce_type": ("ce-type", attrs["type"]),
+        "ce_source": ("ce-source", attrs["source"]),
+        "inference_service": ("ce-inferenceservicename", attrs.get("inferenceservicename")),
+        "namespace": ("ce-namespace", attrs.get("namespace")),
+        "component": (f"ce-{component}", attrs.get(component) or None),
+        "content_type": ("content-type", attrs.get("datacontenttype")),
+    }
 
 
 def validate(attrs: Mapping[str, str], data: bytes) -> str:
@@ -93,8 +113,13 @@ def validate(attrs: Mapping[str, str], data: bytes) -> str:
     kind = KINDS.get(attrs["type"])
     if kind is None:
         raise InputError(f"unsupported ce-type {attrs['type']!r} (KServe or Seldon inference/feedback types)")
-    if len(attrs["id"]) > 200:
-        raise InputError("ce-id longer than 200 characters")
+    # a value longer than its column would fail in the database (PostgreSQL, MariaDB) and be answered as
+    # "store unavailable", which a retrying sender repeats for ever: it is the sender's to fix
+    columns = InferenceEvent.__table__.columns
+    for column, (header, value) in _stored(attrs, kind).items():
+        limit = getattr(columns[column].type, "length", None)
+        if value is not None and limit is not None and len(value) > limit:
+            raise InputError(f"{header} is {len(value)} characters long; at most {limit} are stored")
     {"request": parse_request, "response": parse_response, "feedback": parse_feedback}[kind](data)
     return kind
 
@@ -102,14 +127,11 @@ def validate(attrs: Mapping[str, str], data: bytes) -> str:
 def store_event(agent: Agent, system_id: str, attrs: Mapping[str, str], data: bytes, kind: str,
                 now: datetime) -> bool:
     """Commit one event; False when the same half was stored before (a redelivery)."""
-    # Seldon's feedback names the prediction it judges in `requestid`; KServe's halves share ce-id
-    event_id = attrs.get("requestid") if kind == "feedback" and attrs.get("requestid") else attrs["id"]
+    text = {column: value for column, (_, value) in _stored(attrs, kind).items()}
     row = InferenceEvent(
-        system_id=system_id, event_id=event_id, kind=kind, ce_type=attrs["type"], ce_source=attrs["source"][:300],
-        inference_service=attrs.get("inferenceservicename"), namespace=attrs.get("namespace"),
-        component=attrs.get("component") or attrs.get("endpoint"), event_time=_parse_time(attrs.get("time"), now),
-        received_at=now, content_type=attrs.get("datacontenttype"), body=data.decode("utf-8"),
-        attributes={k: v for k, v in attrs.items() if k not in ("datacontenttype",)},
+        system_id=system_id, kind=kind, event_time=_parse_time(attrs.get("time"), now), received_at=now,
+        body=data.decode("utf-8"), attributes={k: v for k, v in attrs.items() if k not in ("datacontenttype",)},
+        **text,
     )
     try:
         with agent.store.transaction() as s:
@@ -117,20 +139,24 @@ def store_event(agent: Agent, system_id: str, attrs: Mapping[str, str], data: by
     except StateStoreError as exc:
         if isinstance(exc.__cause__, IntegrityError):
             return False
+        if isinstance(exc.__cause__, DataError):
+            # a value the database refuses (validate() should have caught it): the event's fault, not the store's
+            raise InputError(f"the event does not fit the state store: {str(exc.__cause__.orig).strip()[:200]}"
+                             ) from exc
         raise
     return True
 
 
-async def _body(request: Request) -> bytes:
+async def _body(request: Request, limit: int) -> bytes:
     announced = request.headers.get("content-length")
-    if announced and announced.isdigit() and int(announced) > MAX_EVENT_BYTES:
-        raise HTTPException(413, f"event body over {MAX_EVENT_BYTES} bytes")
+    if announced and announced.isdigit() and int(announced) > limit:
+        raise HTTPException(413, f"event body over {limit} bytes (agent.server.max_event_bytes)")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_EVENT_BYTES:
-            raise HTTPException(413, f"event body over {MAX_EVENT_BYTES} bytes")
+        if size > limit:
+            raise HTTPException(413, f"event body over {limit} bytes (agent.server.max_event_bytes)")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -141,8 +167,10 @@ def create_router(agent: Agent) -> APIRouter:
 
     router = APIRouter(prefix="/api/v1/ingest", tags=["ingest"], dependencies=[Depends(_auth(agent, "ingest"))])
 
+    limit = agent.cfg.agent.server.max_event_bytes
+
     async def receive(request: Request, system_id: str) -> JSONResponse:
-        body = await _body(request)
+        body = await _body(request, limit)
         try:
             attrs, data = event_from_http(request.headers, body)
             kind = validate(attrs, data)
@@ -152,6 +180,8 @@ def create_router(agent: Agent) -> APIRouter:
         try:
             # the commit waits on the database: off the event loop, so other requests and scrapes go on
             stored = await run_in_threadpool(store_event, agent, system_id, attrs, data, kind, datetime.now(UTC))
+        except InputError as exc:
+            raise HTTPException(400, f"malformed event: {exc}") from exc
         except StateStoreError as exc:
             # not stored, so not acknowledged: a logger or broker that retries will send it again
             log.warning("could not store %s event %s: %s", kind, attrs.get("id"), type(exc.__cause__).__name__)

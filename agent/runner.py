@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import ValidationError
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
@@ -42,8 +43,8 @@ from agent.stages import StageRecorder
 from agent.store import Store
 from config.errors import AimsError, ConfigError, InputError, Problem, SourceError, StateStoreError
 from config.loader import config_digest
-from config.model import AgentConfig, LocalFolderSinkConfig, SystemConfig
-from connectors.base import AggregatingSource, Sink, Source
+from config.model import AgentConfig, LocalFolderSinkConfig, PluginSourceConfig, SystemConfig
+from connectors.base import AggregatingSource, ReportsRejected, Sink, Source
 from connectors.registry import SINK_GROUP, SOURCE_GROUP, load_plugin
 
 log = logging.getLogger("aims.runner")
@@ -90,8 +91,16 @@ def build_source(system: SystemConfig, which: str, base_dir: Path | None, store:
     cls = load_plugin(SOURCE_GROUP, cfg.type)
     if cls is None:
         raise ConfigError([Problem(f"systems.{system.id}.{which}.type", f"no source plugin {cfg.type!r}")])
+    typed: Any = cfg
+    model: Any = getattr(cls, "config_model", None)
+    if isinstance(cfg, PluginSourceConfig) and model is not None:
+        # a third-party source gets its own typed config (the loader validated it already)
+        try:
+            typed = model.model_validate(cfg.model_dump())
+        except ValidationError as exc:
+            raise ConfigError([Problem(f"systems.{system.id}.{which}", str(exc).splitlines()[0])]) from exc
     # sources take what they need of this context (the cloudevents source reads the agent's own store)
-    source: Source = cls(cfg, timestamp_column=ts_column, base_dir=base_dir, store=store)
+    source: Source = cls(typed, timestamp_column=ts_column, base_dir=base_dir, store=store)
     return source
 
 
@@ -273,10 +282,12 @@ class Agent:
                 with self._stage(system.id, "read"):
                     ref = self.reference(system)
                     df = self._read(src, start, end, self._columns(system), ids)
+                    # records the source skipped as unreadable are judged as data quality, not a failed window
+                    rejected = src.rejected() if isinstance(src, ReportsRejected) else []
                     if phase == "labels":
                         df = self._join_labels(system, df, start, end)
                 with self._stage(system.id, "metrics"):
-                    ev = evaluate_window(system, ref, df, phase)
+                    ev = evaluate_window(system, ref, df, phase, rejected)
             if by_id is not None and ids is not None:
                 late = by_id.count_late(start, ids)
                 ev.results["id_range"] = list(ids)

@@ -24,13 +24,14 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from config.errors import ConfigError, Problem
-from config.model import AgentConfig, FileSourceConfig, PluginSinkConfig
+from config.model import BUILTIN_SOURCE_TYPES, AgentConfig, FileSourceConfig, PluginSinkConfig
 
 _VAR = re.compile(r"\$\{([^}]*)\}")
 
-# A plugin's config class, looked up by sink type; the agent passes the registry in, so config/
-# does not import connectors/.
+# A plugin's config class, looked up by sink or source type; the agent passes the registry in, so
+# config/ does not import connectors/.
 SinkConfigLookup = Callable[[str], type[BaseModel] | None]
+SourceConfigLookup = Callable[[str], type[BaseModel] | None]
 
 
 def _interpolate(node: Any, path: str, env: Mapping[str, str], problems: list[Problem]) -> Any:
@@ -80,8 +81,8 @@ def _pydantic_problems(exc: ValidationError) -> list[Problem]:
 
 
 # pydantic adds the union member's name to the location of errors inside a union; users never wrote it
-_UNION_TAGS = {"file", "sql", "FileSourceConfig", "SqlSourceConfig", "LocalFolderSinkConfig", "PluginSinkConfig",
-               "local_folder"}
+_UNION_TAGS = {"file", "sql", "http", "cloudevents", "snapshot", "plugin", "FileSourceConfig", "SqlSourceConfig",
+               "LocalFolderSinkConfig", "PluginSinkConfig", "local_folder"}
 
 
 def parse_config(
@@ -91,8 +92,13 @@ def parse_config(
     base_dir: Path | None = None,
     env: Mapping[str, str] | None = None,
     sink_config: SinkConfigLookup | None = None,
+    source_config: SourceConfigLookup | None = None,
 ) -> AgentConfig:
-    """Validate an already-parsed YAML document; relative file paths are taken from ``base_dir``."""
+    """Validate an already-parsed YAML document; relative file paths are taken from ``base_dir``.
+
+    ``sink_config`` and ``source_config`` give the typed config model of a plugin type (the agent
+    passes ``connectors.registry``); without them, a type no built-in provides is a problem.
+    """
     problems: list[Problem] = []
     if not isinstance(raw, dict):
         raise ConfigError([Problem("", "the file must be a YAML mapping with `systems:`")], source)
@@ -102,6 +108,7 @@ def parse_config(
         raise ConfigError([Problem("", "the document nests too deeply or refers to itself (recursive YAML "
                                        "anchors)")], source) from exc
     cfg: AgentConfig | None = None
+    problems.extend(_check_sources(data, source_config))
     try:
         cfg = AgentConfig.model_validate(data)
     except ValidationError as exc:
@@ -158,6 +165,42 @@ def _check_sinks(cfg: AgentConfig, lookup: SinkConfigLookup | None) -> list[Prob
     return problems
 
 
+def _check_sources(data: Any, lookup: SourceConfigLookup | None) -> list[Problem]:
+    """Validate every plugin-typed source with its plugin's own config model.
+
+    Runs on the raw document, so these problems are reported even when another part of the file is
+    invalid (pydantic already checked the built-in types).
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("systems"), list):
+        return []
+    problems: list[Problem] = []
+    for i, system in enumerate(data["systems"]):
+        if not isinstance(system, dict):
+            continue
+        labels = system.get("labels")
+        places = [("source", system.get("source")), ("reference", system.get("reference")),
+                  ("labels.source", labels.get("source") if isinstance(labels, dict) else None)]
+        for where, src in places:
+            kind = src.get("type") if isinstance(src, dict) else None
+            if not isinstance(kind, str) or kind in BUILTIN_SOURCE_TYPES:
+                continue
+            path = f"systems.{i}.{where}"
+            try:
+                model = lookup(kind) if lookup else None
+            except ConfigError as exc:  # registered, but the plugin does not import
+                problems.extend(Problem(f"{path}.type", p.message) for p in exc.problems)
+                continue
+            if model is None:
+                problems.append(Problem(f"{path}.type", f"unknown source type {kind!r} (built-in: "
+                                        f"{', '.join(BUILTIN_SOURCE_TYPES)}; or a plugin under aims_agent.sources)"))
+                continue
+            try:
+                model.model_validate(src)
+            except ValidationError as exc:
+                problems.extend(Problem(f"{path}.{p.path}".rstrip("."), p.message) for p in _pydantic_problems(exc))
+    return problems
+
+
 def _check_files(cfg: AgentConfig, base_dir: Path | None) -> list[Problem]:
     problems: list[Problem] = []
     for i, s in enumerate(cfg.systems):
@@ -176,7 +219,8 @@ def resolve_path(path: str, base_dir: Path | None) -> Path:
 
 
 def load_config(
-    path: str | Path, *, env: Mapping[str, str] | None = None, sink_config: SinkConfigLookup | None = None
+    path: str | Path, *, env: Mapping[str, str] | None = None, sink_config: SinkConfigLookup | None = None,
+    source_config: SourceConfigLookup | None = None,
 ) -> AgentConfig:
     """Read and validate a config file; raises ConfigError listing every problem."""
     p = Path(path)
@@ -195,7 +239,8 @@ def load_config(
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         reason = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([Problem("", f"{where}invalid YAML: {reason}")], str(p)) from exc
-    return parse_config(raw, source=str(p), base_dir=p.parent.resolve(), env=env, sink_config=sink_config)
+    return parse_config(raw, source=str(p), base_dir=p.parent.resolve(), env=env, sink_config=sink_config,
+                        source_config=source_config)
 
 
 def config_digest(cfg: AgentConfig) -> str:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, field_validator, model_validator
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -218,9 +218,43 @@ class SnapshotSourceConfig(Strict):
                                description="sha256 the file must have; default: the one in its sidecar")
 
 
+class PluginSourceConfig(BaseModel):
+    """A source of a type no built-in provides: the plugin registered under that type validates the rest.
+
+    The loader looks the type up among the ``aims_agent.sources`` entry points and validates these keys
+    with the plugin's own ``config_model`` (every problem reported with the others); the runner hands
+    the plugin that typed model. Values are kept out of ``repr`` since they may hold secrets.
+    """
+
+    model_config = ConfigDict(extra="allow")
+    type: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+
+    def __repr_args__(self) -> Any:
+        yield "type", self.type
+        yield "keys", sorted(self.model_extra or {})
+
+
+BUILTIN_SOURCE_TYPES = ("file", "sql", "http", "cloudevents", "snapshot")
+
+
+def _source_tag(value: Any) -> str | None:
+    """The union member a source mapping validates as: its built-in type, or ``plugin``."""
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    if not isinstance(kind, str):
+        return None  # pydantic reports the missing or non-text `type`
+    return kind if kind in BUILTIN_SOURCE_TYPES and not isinstance(value, PluginSourceConfig) else "plugin"
+
+
 SourceConfig = Annotated[
-    FileSourceConfig | SqlSourceConfig | HttpSourceConfig | CloudEventsSourceConfig | SnapshotSourceConfig,
-    Field(discriminator="type"),
+    Annotated[FileSourceConfig, Tag("file")]
+    | Annotated[SqlSourceConfig, Tag("sql")]
+    | Annotated[HttpSourceConfig, Tag("http")]
+    | Annotated[CloudEventsSourceConfig, Tag("cloudevents")]
+    | Annotated[SnapshotSourceConfig, Tag("snapshot")]
+    | Annotated[PluginSourceConfig, Tag("plugin")],
+    Discriminator(_source_tag, custom_error_type="source_type_missing",
+                  custom_error_message="a source needs a `type` (file, sql, http, cloudevents, snapshot or a "
+                  "plugin's type)"),
 ]
 
 
@@ -470,6 +504,10 @@ class ServerConfig(Strict):
     allow_unauthenticated_reads: bool = Field(
         default=False, description="serve reads without tokens on a non-loopback address (writes always need "
         "one); without it the agent refuses to start there with no `agent.tokens`")
+    max_event_bytes: int = Field(
+        default=1 << 20, ge=1024, le=(1 << 24) - 1,
+        description="largest CloudEvent body the ingest endpoint stores (413 above); at most 16 MiB - 1, "
+        "MariaDB's MEDIUMTEXT")
 
 
 class Token(Strict):

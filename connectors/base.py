@@ -3,12 +3,14 @@
 Both are Protocols, so a third-party plugin needs no base class: it registers a class under the
 ``aims_agent.sources`` or ``aims_agent.sinks`` entry-point group whose constructor takes its typed
 config and whose methods follow these signatures. Errors are those of ``config.errors``: a source
-raises ``SourceUnavailable`` (retry next tick) or ``SourceQueryError`` (fix the config); a sink raises
+raises ``SourceUnavailable`` (retry next tick) or ``SourceQueryError`` (fix the config), and skips a
+single record it cannot read, reporting it through ``ReportsRejected``; a sink raises
 ``RetryableSinkError`` or ``PermanentSinkError`` and the outbox decides what to do.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +20,8 @@ import pandas as pd
 
 if TYPE_CHECKING:
     from connectors.sources.sql_pushdown import PushdownPlan, WindowAggregates
+
+log = logging.getLogger("aims.sources")
 
 
 @runtime_checkable
@@ -37,6 +41,44 @@ class Source(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RejectedRecord:
+    """A record a source skipped because it cannot become rows (the rest of the window is still read).
+
+    It reaches the data-quality check as a ``bad_record`` finding, so one malformed event or object
+    is reported instead of failing (and so blocking) every later window.
+    """
+
+    record: str  # what names it: an event id, an object or file name, a source
+    reason: str
+    count: int = 1  # records it stands for (rows of one file whose timestamp is unreadable)
+
+
+@runtime_checkable
+class ReportsRejected(Protocol):
+    """Optional for a Source: the records its last ``read_window`` skipped."""
+
+    def rejected(self) -> list[RejectedRecord]: ...
+
+
+class Rejections:
+    """The records one read of a source skipped: each logged with its reason, then handed to the runner."""
+
+    def __init__(self, describe: str) -> None:
+        self._describe = describe
+        self._items: list[RejectedRecord] = []
+
+    def clear(self) -> None:
+        self._items = []
+
+    def add(self, record: str, reason: str, *, count: int = 1) -> None:
+        log.warning("%s: skipped %s: %s", self._describe, record, reason)
+        self._items.append(RejectedRecord(record, reason, count))
+
+    def items(self) -> list[RejectedRecord]:
+        return list(self._items)
 
 
 Action = Literal["open", "update", "resolve"]

@@ -12,6 +12,9 @@ and reports findings, each with a count and a share of the window's rows:
 * ``missing_column`` / ``new_column``: a reference column absent from the window, or the other way round;
 * ``dtype_change``: the column's type family changed (numeric, boolean, datetime, timedelta, text).
   Integer to float is not a change: pandas makes that switch by itself when a value goes missing.
+* ``bad_record``: records the source could not turn into rows at all and left out (an inference
+  event whose request and response disagree, an unreadable object); added by the caller from the
+  source's report, counted in records, its share taken of rows plus bad records.
 
 Categories compare by text, with whole floats written as integers (``1.0`` is ``"1"``) so that a
 column which picked up a missing value (and so turned float) still matches. The reference keeps at
@@ -45,6 +48,7 @@ FindingKind = Literal[
     "new_column",
     "dtype_change",
     "non_finite",
+    "bad_record",
 ]
 FINDING_KINDS: tuple[str, ...] = get_args(FindingKind)
 

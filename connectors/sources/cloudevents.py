@@ -4,6 +4,9 @@ A window holds the requests whose time (``ce-time``, else arrival) falls in it; 
 the response of the same ``ce-id`` (whenever that arrived) and, when one exists, the Seldon feedback
 for it (its truth becomes ``label_column``). A request still without a response is left out of the
 window (``window.lateness`` gives responses time to arrive); a lone response is never a row.
+A pair that cannot be joined (2 instances, 1 prediction; a payload the configured ``feature_names``
+do not fit) or a feedback that does not fit its event is skipped alone, logged and reported through
+``rejected()`` (a ``bad_record`` data-quality finding naming the event); the rest of the window is read.
 The rows come from the agent's state store: the runner passes ``store=``, or ``state_url`` names it.
 """
 
@@ -20,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from config.errors import InputError, SourceQueryError, SourceUnavailable
 from config.model import CloudEventsSourceConfig
+from connectors.base import RejectedRecord, Rejections
 from connectors.sources.inference import join, parse_feedback
 
 if TYPE_CHECKING:
@@ -34,6 +38,7 @@ class CloudEventsSource:
         self.config = config
         self.timestamp_column = timestamp_column or "timestamp"
         self._own: Engine | None = None
+        self._skipped = Rejections(self.describe())
         if store is not None:
             self._engine = store.engine
         elif config.state_url is not None:
@@ -78,6 +83,7 @@ class CloudEventsSource:
         except SQLAlchemyError as exc:
             raise SourceUnavailable(f"{self.describe()}: state store: {type(exc).__name__}") from exc
         rows: list[dict[str, Any]] = []
+        self._skipped.clear()
         for req in requests:
             resp = others.get((req.event_id, "response"))
             if resp is None:
@@ -85,18 +91,36 @@ class CloudEventsSource:
             try:
                 joined = join(req.event_id, req.body, resp, feature_names=self.config.feature_names,
                               prediction_column=self.config.prediction_column, id_column=self.config.id_column)
-                fb = others.get((req.event_id, "feedback"))
-                truth = parse_feedback(fb) if fb is not None else None
             except InputError as exc:
-                raise SourceQueryError(f"{self.describe()}: {exc}") from exc
+                # each half was valid on its own (or ingest would have refused it); the pair is not
+                self._skipped.add(f"event {req.event_id}", str(exc))
+                continue
+            truth = self._truth(req.event_id, others.get((req.event_id, "feedback")), len(joined))
             stamp = pd.Timestamp(req.event_time)
             stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
             for i, out in enumerate(joined):
                 out[self.timestamp_column] = stamp
-                if truth is not None and len(truth) == len(joined):
+                if truth is not None:
                     out[self.config.label_column] = truth[i]
             rows.extend(joined)
         return pd.DataFrame.from_records(rows)
+
+    def _truth(self, event_id: str, feedback: str | None, n: int) -> list[Any] | None:
+        """The feedback's labels for the ``n`` rows of an event; an unusable feedback is skipped alone."""
+        if feedback is None:
+            return None
+        try:
+            truth = parse_feedback(feedback)
+        except InputError as exc:
+            self._skipped.add(f"feedback of event {event_id}", str(exc))
+            return None
+        if len(truth) != n:
+            self._skipped.add(f"feedback of event {event_id}", f"{len(truth)} truth value(s) for {n} instance(s)")
+            return None
+        return truth
+
+    def rejected(self) -> list[RejectedRecord]:
+        return self._skipped.items()
 
     def read_window(self, start: datetime, end: datetime, *, columns: Sequence[str]) -> pd.DataFrame:
         df = self._rows(start, end)

@@ -9,10 +9,15 @@ the same way and fails with the same one-line reasons.
 * **Object stores.** A path with a scheme (``s3://``, ``gs://``, ``abfs://``, ``file://``) is listed and
   read through fsspec; the backend package (s3fs, gcsfs, adlfs) is the user's to install.
 * **KServe blob-storage logger** (``layout: kserve``): the objects ``{id}-request.{ext}`` and
-  ``{id}-response.{ext}`` are joined on ``id`` and their v1/v2 payloads turned into rows; the
-  timestamp is the response object's modification time.
+  ``{id}-response.{ext}`` of one folder are joined on (folder, ``id``) and their v1/v2 payloads turned
+  into rows; the timestamp is the response object's modification time. The listing's modification
+  times select the pairs of the window before any object is opened.
 * Nothing is coerced: a CSV cell that is not a number keeps its text, so data quality reports it as a
   type error instead of the source turning it into a missing value.
+* One bad record never fails the window: in a folder or glob, a file that cannot be read, a KServe
+  pair that cannot be joined, and rows whose timestamp is missing or not a time are skipped, logged
+  and reported through ``rejected()`` (``bad_record`` data-quality findings). A single configured
+  file that cannot be read is a ``SourceQueryError``: then the configuration is what is wrong.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import glob as globlib
 import io
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,6 +37,7 @@ import pandas as pd
 
 from config.errors import InputError, SourceQueryError, SourceUnavailable
 from config.model import FileSourceConfig
+from connectors.base import RejectedRecord, Rejections
 
 SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
             ".json": "jsonl"}
@@ -89,6 +96,47 @@ def to_utc(series: pd.Series) -> pd.Series:
     return pd.to_datetime(series, utc=True, errors="coerce", format="mixed")
 
 
+def rows_in_window(df: pd.DataFrame, column: str, start: datetime, end: datetime, skipped: Rejections,
+                   where: str) -> pd.DataFrame:
+    """The rows with ``start <= column < end``; rows whose timestamp is missing or not a time belong to
+    no window, so they are reported to ``skipped`` instead of vanishing."""
+    ts = to_utc(df[column])
+    unreadable = ts.isna().to_numpy()
+    if unreadable.any():
+        n = int(unreadable.sum())
+        examples = ", ".join(repr(v)[:40] for v in df.loc[unreadable, column].head(3).tolist())
+        skipped.add(where, f"{n} row(s) whose {column!r} is missing or not a time (e.g. {examples})", count=n)
+    mask = ((ts >= pd.Timestamp(start)) & (ts < pd.Timestamp(end))).to_numpy()
+    return df.loc[mask].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One object of a listing, with its modification time when the listing gives one."""
+
+    name: str
+    modified: datetime | None = None
+
+
+def _info_time(info: dict[str, Any]) -> datetime | None:
+    """The modification time in an fsspec ``info`` dict (keys differ by backend)."""
+    for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
+        v = info.get(key)
+        if isinstance(v, datetime):
+            return v if v.tzinfo else v.replace(tzinfo=UTC)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return datetime.fromtimestamp(float(v), tz=UTC)
+        if isinstance(v, str) and v:
+            try:
+                stamp = pd.Timestamp(v)
+            except ValueError:
+                continue
+            stamp = stamp.tz_convert(UTC) if stamp.tzinfo else stamp.tz_localize(UTC)
+            when: datetime = stamp.to_pydatetime()
+            return when
+    return None
+
+
 _PART = re.compile(r"^(dt|date|year|month|day|hour)=(.+)$")
 _KSERVE = re.compile(r"^(?P<id>.+)-(?P<kind>request|response)\.(?P<ext>json|jsonl|csv|parquet)$")
 
@@ -134,10 +182,14 @@ class FileSource:
         p = Path(config.path).expanduser()
         self.pattern = p if self.remote or p.is_absolute() or base_dir is None else base_dir / p
         self._fs: Any = None
-        self.files_read = 0  # files opened so far, to show partition pruning at work
+        self.files_read = 0  # files opened so far, to show partition and listing pruning at work
+        self._skipped = Rejections(self.describe())
 
     def describe(self) -> str:
         return f"file:{self.config.path if self.remote else self.pattern}"
+
+    def rejected(self) -> list[RejectedRecord]:
+        return self._skipped.items()
 
     @property
     def fs(self) -> Any:
@@ -156,21 +208,35 @@ class FileSource:
                 raise SourceQueryError(f"{self.describe()}: {exc}") from exc
         return self._fs
 
-    def _remote_files(self) -> list[str]:
+    @property
+    def _single_file(self) -> bool:
+        """Whether the path names one file (not a folder or a glob): then an unreadable file is an error."""
+        text = self.config.path
+        if any(ch in text for ch in "*?["):
+            return False
+        if self.remote:
+            return not text.endswith("/") and self.fs.isfile(str(type(self.fs)._strip_protocol(text)))
+        return self.pattern.is_file()
+
+    def _remote_files(self) -> list[Listed]:
         fs = self.fs
         path = str(type(fs)._strip_protocol(self.config.path))
         try:
+            # listings with details: the modification times prune KServe objects without opening them
             if any(ch in path for ch in "*?["):
-                found = list(fs.glob(path))
+                found: dict[str, Any] = fs.glob(path, detail=True)
             elif fs.isdir(path):
-                found = list(fs.find(path))
+                found = fs.find(path, detail=True)
             elif fs.exists(path):
-                found = [path]
+                found = {path: fs.info(path)}
             else:
                 raise SourceUnavailable(f"{self.describe()}: no such file or folder")
         except (OSError, TimeoutError) as exc:
             raise SourceUnavailable(f"{self.describe()}: {exc}") from exc
-        return sorted(found)
+        return sorted((Listed(name, _info_time(info) if isinstance(info, dict) else None)
+                       for name, info in found.items()
+                       if not (isinstance(info, dict) and info.get("type") == "directory")),
+                      key=lambda item: item.name)
 
     def files(self) -> list[Path]:
         pat = str(self.pattern)
@@ -184,23 +250,33 @@ class FileSource:
             raise SourceUnavailable(f"{self.pattern}: no such file or folder")
         return sorted(f for f in found if f.suffix.lower() in SUFFIXES)
 
-    def _listing(self) -> list[str]:
-        names = self._remote_files() if self.remote else [str(f) for f in self.files()]
-        return [n for n in names if Path(n).suffix.lower() in SUFFIXES]
+    def _listing(self) -> list[Listed]:
+        if self.remote:
+            return [item for item in self._remote_files() if Path(item.name).suffix.lower() in SUFFIXES]
+        if self.config.layout != "kserve":
+            return [Listed(str(f)) for f in self.files()]
+        out = []
+        for f in self.files():
+            try:
+                out.append(Listed(str(f), datetime.fromtimestamp(f.stat().st_mtime, tz=UTC)))
+            except OSError as exc:
+                raise SourceUnavailable(f"{self.describe()}: {f}: {exc}") from exc
+        return out
 
-    def _pruned(self, names: list[str], start: datetime | None, end: datetime | None) -> list[str]:
+    def _pruned(self, listed: list[Listed], start: datetime | None, end: datetime | None) -> list[Listed]:
         if start is None or end is None or self.config.partitioning == "none":
-            return names
+            return listed
         keep = []
-        for n in names:
-            span = partition_span(n)
+        for item in listed:
+            span = partition_span(item.name)
             if span is None and self.config.partitioning == "hive":
-                raise SourceQueryError(f"{self.describe()}: {n} is not under a dt=/hour= partition")
+                raise SourceQueryError(f"{self.describe()}: {item.name} is not under a dt=/hour= partition")
             if span is None or (span[0] < end and span[1] > start):
-                keep.append(n)
+                keep.append(item)
         return keep
 
-    def _read_one(self, name: str, columns: Sequence[str] | None) -> pd.DataFrame:
+    def _load(self, name: str, columns: Sequence[str] | None) -> pd.DataFrame:
+        """One file as a frame; InputError when its content cannot be read, SourceUnavailable on I/O."""
         self.files_read += 1
         try:
             if not self.remote:
@@ -209,16 +285,22 @@ class FileSource:
             with self.fs.open(name, "rb") as fh:
                 data = fh.read()
             return _read_bytes(data, kind, columns, name)
-        except InputError as exc:
-            raise SourceQueryError(str(exc)) from exc
         except OSError as exc:
             raise SourceUnavailable(f"{self.describe()}: {name}: {exc}") from exc
 
     def _read(self, columns: Sequence[str], start: datetime | None, end: datetime | None) -> pd.DataFrame:
-        names = self._pruned(self._listing(), start, end)
+        self._skipped.clear()
+        listed = self._pruned(self._listing(), start, end)
         if self.config.layout == "kserve":
-            return self._read_kserve(names)
-        frames = [self._read_one(n, columns) for n in names]
+            return self._read_kserve(listed, start, end)
+        frames = []
+        for item in listed:
+            try:
+                frames.append(self._load(item.name, columns))
+            except InputError as exc:
+                if self._single_file:
+                    raise SourceQueryError(str(exc)) from exc
+                self._skipped.add(item.name, str(exc))  # one unreadable file must not block every window
         if not frames:
             return pd.DataFrame(columns=list(columns))
         return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
@@ -234,27 +316,19 @@ class FileSource:
             if df.empty:
                 return df
             raise SourceQueryError(f"{self.describe()}: no timestamp column {self.timestamp_column!r}")
-        ts = to_utc(df[self.timestamp_column])
-        mask = (ts >= pd.Timestamp(start)) & (ts < pd.Timestamp(end))
-        return df.loc[mask.to_numpy()].reset_index(drop=True)
+        return rows_in_window(df, self.timestamp_column, start, end, self._skipped, self.describe())
 
     # -- KServe blob-storage logger layout ---------------------------------------------------------
-    def _modified(self, name: str) -> datetime:
-        if not self.remote:
-            return datetime.fromtimestamp(Path(name).stat().st_mtime, tz=UTC)
-        info = self.fs.info(name)
-        for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
-            v = info.get(key)
-            if isinstance(v, datetime):
-                return v if v.tzinfo else v.replace(tzinfo=UTC)
-            if isinstance(v, int | float):
-                return datetime.fromtimestamp(float(v), tz=UTC)
-            if isinstance(v, str):
-                stamp = pd.Timestamp(v)
-                stamp = stamp.tz_convert(UTC) if stamp.tzinfo else stamp.tz_localize(UTC)
-                when: datetime = stamp.to_pydatetime()
-                return when
-        raise SourceQueryError(f"{self.describe()}: {name}: the store gives no modification time")
+    def _modified(self, item: Listed) -> datetime:
+        if item.modified is not None:
+            return item.modified
+        try:
+            when = _info_time(self.fs.info(item.name))  # a listing without times: ask for this object
+        except OSError as exc:
+            raise SourceUnavailable(f"{self.describe()}: {item.name}: {exc}") from exc
+        if when is None:
+            raise SourceQueryError(f"{self.describe()}: {item.name}: the store gives no modification time")
+        return when
 
     def _payload(self, name: str) -> Any:
         """The raw inference payload inside one logged object (JSON record, or CSV/Parquet ``bytes``)."""
@@ -262,36 +336,49 @@ class FileSource:
 
         kind = Path(name).suffix.lower().lstrip(".")
         if kind in ("json", "jsonl"):
-            raw = Path(name).read_bytes() if not self.remote else self.fs.cat_file(name)
+            self.files_read += 1
+            try:
+                raw = Path(name).read_bytes() if not self.remote else self.fs.cat_file(name)
+            except OSError as exc:
+                raise SourceUnavailable(f"{self.describe()}: {name}: {exc}") from exc
             doc = load_json(raw)
             if isinstance(doc, dict) and not ({"instances", "inputs", "predictions", "outputs", "data"} & set(doc)):
                 return _logged_bytes({k.lower(): v for k, v in doc.items()}, name)
             return doc
-        frame = self._read_one(name, None)
+        frame = self._load(name, None)
         if frame.empty:
-            raise SourceQueryError(f"{self.describe()}: {name}: empty object")
+            raise InputError(f"{name}: empty object")
         return _logged_bytes({str(k).lower(): v for k, v in frame.iloc[0].to_dict().items()}, name)
 
-    def _read_kserve(self, names: list[str]) -> pd.DataFrame:
+    def _read_kserve(self, listed: list[Listed], start: datetime | None, end: datetime | None) -> pd.DataFrame:
+        """Join the halves of each (folder, id): the same id in two component folders is two events.
+
+        With a window, a pair is opened only when its response object's modification time (the rows'
+        timestamp) falls in it; the listing gives that time, so other objects are never read.
+        """
         from connectors.sources.inference import join
 
-        halves: dict[str, dict[str, str]] = {}
-        for n in names:
-            m = _KSERVE.match(Path(n).name)
+        halves: dict[tuple[str, str], dict[str, Listed]] = {}
+        for item in listed:
+            folder, _, base = item.name.replace("\\", "/").rpartition("/")
+            m = _KSERVE.match(base)
             if m:
-                halves.setdefault(m.group("id"), {})[m.group("kind")] = n
+                halves.setdefault((folder, m.group("id")), {})[m.group("kind")] = item
         rows: list[dict[str, Any]] = []
         ts_col = self.timestamp_column or "timestamp"
-        for event_id, pair in sorted(halves.items()):
+        for (folder, event_id), pair in sorted(halves.items()):
             if "request" not in pair or "response" not in pair:
                 continue  # a lone half: the other may still be on its way, or was never logged
+            when = self._modified(pair["response"])
+            if start is not None and end is not None and not (start <= when < end):
+                continue
             try:
-                joined = join(event_id, self._payload(pair["request"]), self._payload(pair["response"]),
+                joined = join(event_id, self._payload(pair["request"].name), self._payload(pair["response"].name),
                               feature_names=self.config.feature_names,
                               prediction_column=self.config.prediction_column)
             except InputError as exc:
-                raise SourceQueryError(f"{self.describe()}: {exc}") from exc
-            when = self._modified(pair["response"])
+                self._skipped.add(f"{folder}/{event_id}", str(exc))
+                continue
             for r in joined:
                 r[ts_col] = when
             rows.extend(joined)
@@ -307,7 +394,7 @@ def _logged_bytes(record: dict[str, Any], name: str) -> Any:
 
     raw = record.get("bytes")
     if raw is None:
-        raise SourceQueryError(f"{name}: a logged record without `bytes`")
+        raise InputError(f"{name}: a logged record without `bytes`")
     if isinstance(raw, str):
         try:
             raw = base64.b64decode(raw, validate=True)
@@ -316,7 +403,7 @@ def _logged_bytes(record: dict[str, Any], name: str) -> Any:
     try:
         return load_json(raw)
     except InputError as exc:
-        raise SourceQueryError(f"{name}: {exc}") from exc
+        raise InputError(f"{name}: {exc}") from exc
 
 
 def _read_bytes(data: bytes, kind: str, columns: Sequence[str] | None, name: str) -> pd.DataFrame:

@@ -18,11 +18,30 @@ answer 4xx and a file source can name the bad object.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 from config.errors import InputError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _malformed_is_input_error(parse: Callable[P, R]) -> Callable[P, R]:
+    """A payload of the right keys but wrong shapes (``"shape": [null]``, a tensor that is a number) is
+    an InputError with the reason too, never a TypeError escaping to the caller."""
+
+    @functools.wraps(parse)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return parse(*args, **kwargs)
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+            raise InputError(f"malformed {parse.__name__.removeprefix('parse_')} payload: "
+                             f"{type(exc).__name__}: {exc}") from exc
+
+    return wrapper
 
 
 def load_json(body: bytes | str | Any) -> Any:
@@ -109,6 +128,7 @@ def _seldon_matrix(data: dict[str, Any]) -> tuple[list[Any], list[str]]:
     return values, names
 
 
+@_malformed_is_input_error
 def parse_request(body: Any, feature_names: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Feature rows of one request (v1, v2 or Seldon)."""
     doc = load_json(body)
@@ -126,6 +146,7 @@ def _scalar(v: Any) -> Any:
     return v[0] if isinstance(v, list) and len(v) == 1 else v
 
 
+@_malformed_is_input_error
 def parse_response(body: Any) -> list[Any]:
     """One prediction per instance of one response (v1, v2 or Seldon)."""
     doc = load_json(body)
@@ -142,6 +163,7 @@ def parse_response(body: Any) -> list[Any]:
     raise InputError("response payload has none of `predictions` (v1), `outputs` (v2) or `data` (Seldon)")
 
 
+@_malformed_is_input_error
 def parse_feedback(body: Any) -> list[Any]:
     """The ground truth of a Seldon feedback event, one value per instance."""
     doc = load_json(body)

@@ -21,8 +21,8 @@ import pandas as pd
 
 from config.errors import InputError, SourceQueryError, SourceUnavailable
 from config.model import SnapshotSourceConfig
-from connectors.base import Source
-from connectors.sources.files import read_table, to_utc
+from connectors.base import RejectedRecord, Rejections, Source
+from connectors.sources.files import read_table, rows_in_window
 
 
 def file_digest(path: Path) -> str:
@@ -67,6 +67,7 @@ class SnapshotSource:
         p = Path(config.path).expanduser()
         self.path = p if p.is_absolute() or base_dir is None else base_dir / p
         self.digest: str | None = None
+        self._skipped = Rejections(f"snapshot:{self.path}")
 
     def expected_digest(self) -> str:
         if self.config.digest:
@@ -101,8 +102,11 @@ class SnapshotSource:
         df = self._verified(columns)
         if not self.timestamp_column or self.timestamp_column not in df.columns:
             raise SourceQueryError(f"{self.path}: no timestamp column {self.timestamp_column!r}")
-        ts = to_utc(df[self.timestamp_column])
-        return df.loc[((ts >= pd.Timestamp(start)) & (ts < pd.Timestamp(end))).to_numpy()].reset_index(drop=True)
+        self._skipped.clear()
+        return rows_in_window(df, self.timestamp_column, start, end, self._skipped, self.describe())
+
+    def rejected(self) -> list[RejectedRecord]:
+        return self._skipped.items()
 
     def close(self) -> None:
         return None

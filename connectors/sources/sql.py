@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sqlalchemy import and_, bindparam, create_engine, false, func, or_, select, text
+from sqlalchemy import and_, bindparam, create_engine, event, false, func, or_, select, text
 from sqlalchemy import (
     column as sa_column,
 )
@@ -48,6 +48,16 @@ _UNAVAILABLE = {"OperationalError", "InterfaceError", "QueryCanceled", "QueryCan
 CHUNK_ROWS = 100_000
 #: id mode: (the greatest id already counted, the greatest id to count now)
 IdRange = tuple[Any, Any]
+
+
+def _mysql_session_in_utc(dbapi_conn: Any, _record: Any) -> None:
+    """MySQL/MariaDB compare TIMESTAMP columns (and return them) in the session time zone: make it UTC,
+    whatever the server's default, so the window bounds (bound as UTC) mean the instants they name."""
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute("SET time_zone = '+00:00'")
+    finally:
+        cur.close()
 
 
 def _col(name: str, type_: Any = None) -> ColumnElement[Any]:
@@ -80,9 +90,10 @@ class SqlSource:
             timeout = self.config.connect_timeout_s
             query_ms = int(self.config.query_timeout_s * 1000)
             if backend == "postgresql":
-                # the server cancels a slower statement itself, so nothing is left running there
+                # the server cancels a slower statement itself, so nothing is left running there; the
+                # session is in UTC so timestamptz columns compare with the (UTC) window bounds
                 kwargs["connect_args"] = {"connect_timeout": int(max(1, timeout)),
-                                          "options": f"-c statement_timeout={query_ms}"}
+                                          "options": f"-c statement_timeout={query_ms} -c TimeZone=UTC"}
             elif backend in ("mysql", "mariadb"):
                 kwargs["connect_args"] = {"connect_timeout": int(max(1, timeout)),
                                           "read_timeout": int(max(1, self.config.query_timeout_s)),
@@ -93,6 +104,8 @@ class SqlSource:
                 self._engine = create_engine(self._url, **kwargs)
             except (NoSuchModuleError, ImportError) as exc:
                 raise SourceQueryError(f"no driver for {backend}: {exc} (install the driver package)") from exc
+            if backend in ("mysql", "mariadb"):
+                event.listen(self._engine, "connect", _mysql_session_in_utc)
         return self._engine
 
     def _relation(self) -> Any:
@@ -265,7 +278,8 @@ class SqlSource:
 
     # -- plumbing ----------------------------------------------------------------------------------
     def _bound(self, ts: datetime) -> datetime:
-        # most drivers compare naive UTC against TIMESTAMP WITHOUT TIME ZONE columns as expected
+        # naive UTC: compared as is with TIMESTAMP WITHOUT TIME ZONE / DATETIME columns (which hold UTC),
+        # and read in the session time zone, set to UTC on connect, against timestamptz / MySQL TIMESTAMP
         return ts.astimezone(UTC).replace(tzinfo=None)
 
     def _run(self, stmt: Any) -> pd.DataFrame:

@@ -75,6 +75,17 @@ def post(client: TestClient, msg: tuple[dict[str, str], bytes], path: str = "/ap
     return client.post(path, headers=msg[0], content=msg[1], **kw)
 
 
+def post_pairs(client: TestClient, frame: Any, start: datetime, prefix: str) -> None:
+    """KServe request/response pairs of 50 instances each, ten minutes apart from ``start``."""
+    for i in range(0, len(frame), 50):
+        part = frame.iloc[i:i + 50]
+        inst = part[["x1", "x2", "colour", "group", "label"]].to_dict("records")
+        at = start + timedelta(minutes=i // 10)
+        assert post(client, kserve("request", f"{prefix}{i}", {"instances": inst}, at)).status_code == 202
+        assert post(client, kserve("response", f"{prefix}{i}", {"predictions": part["score"].tolist()}, at)
+                    ).status_code == 202
+
+
 def _count(agent: Agent) -> int:
     with agent.store.session() as s:
         return int(s.execute(select(func.count()).select_from(InferenceEvent)).scalar_one())
@@ -236,14 +247,7 @@ def test_the_agent_judges_a_window_of_ingested_events(scenario: Scenario) -> Non
         app = FastAPI()
         app.include_router(create_router(agent))
         client = TestClient(app, headers={"Authorization": f"Bearer {INGEST}"})
-        frame = make_rows(scenario.rng, 300, T0)
-        for i in range(0, 300, 50):  # six requests of 50 instances each inside the first hour
-            part = frame.iloc[i:i + 50]
-            inst = part[["x1", "x2", "colour", "group", "label"]].to_dict("records")
-            at = T0 + timedelta(minutes=i // 10)
-            assert post(client, kserve("request", f"r{i}", {"instances": inst}, at)).status_code == 202
-            assert post(client, kserve("response", f"r{i}", {"predictions": part["score"].tolist()}, at)
-                        ).status_code == 202
+        post_pairs(client, make_rows(scenario.rng, 300, T0), T0, "r")  # six requests of 50 in the first hour
         outcomes = agent.run_system("scoring", T0 + timedelta(hours=1, minutes=1))
         assert [(o.window_start, o.rows) for o in outcomes] == [(T0, 300)]
         assert outcomes[0].status in ("ok", "warning", "breach"), outcomes[0].error
