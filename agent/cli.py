@@ -159,16 +159,26 @@ def cmd_evidence_purge(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from agent.retention import purge
+    from config.errors import LedgerIntegrityError
 
     try:
         now = datetime.fromisoformat(args.now) if args.now else datetime.now(UTC)
     except ValueError:
         _fail(f"--now {args.now!r} is not an ISO 8601 time")
     with _evidence(args.config) as (cfg, ledger, store):
-        result = purge(store, ledger, now if now.tzinfo else now.replace(tzinfo=UTC),
-                       cfg.agent.evidence.retention_days, dry_run=args.dry_run)
+        try:
+            result = purge(store, ledger, now if now.tzinfo else now.replace(tzinfo=UTC),
+                           cfg.agent.evidence.retention_days, dry_run=args.dry_run)
+        except LedgerIntegrityError as exc:
+            print(f"aims-agent: refusing to purge, the ledger does not verify: {exc}{_first_bad(exc)}",
+                  file=sys.stderr)
+            return EXIT_BREACH
     print(result.describe())
     return EXIT_OK
+
+
+def _first_bad(exc: Any) -> str:
+    return f" (first bad record: {exc.seq})" if exc.seq is not None else ""
 
 
 def cmd_evidence_push(args: argparse.Namespace) -> int:
