@@ -124,14 +124,21 @@ def export_pack(store: Store, out: Path, *, since: str | None = None, until: str
     t = EvidenceRecord.__table__.c
     # the JSON columns are read as their stored text and written into the pack as they are: decoding and
     # re-encoding every payload would be most of the export's time
-    q = select(t.seq, t.ts, t.kind, t.system_id, type_coerce(t.controls, Text), type_coerce(t.payload, Text),
-               t.prev_hash, t.hash).where(t.seq > SIGNATURE_SEQ).order_by(t.seq)
+    # the period selects a range of the chain: from the first record stamped inside it to the last one.
+    # Timestamps need not rise with seq (a check judged "as of" an earlier time, the API's wall clock),
+    # so the range is then exported whole, by seq, and every record in it counted as outside or inside.
+    bounds = select(func.min(t.seq), func.max(t.seq)).where(t.seq > SIGNATURE_SEQ)
     if lo:
-        q = q.where(t.ts >= lo)
+        bounds = bounds.where(t.ts >= lo)
     if hi:
-        q = q.where(t.ts < hi)
+        bounds = bounds.where(t.ts < hi)
+    q = select(t.seq, t.ts, t.kind, t.system_id, type_coerce(t.controls, Text), type_coerce(t.payload, Text),
+               t.prev_hash, t.hash).order_by(t.seq)
     controls_cache: dict[str, list[str]] = {}
+    outside = 0
     with store.session() as s:
+        lo_seq, hi_seq = s.execute(bounds).one()
+        q = q.where(t.seq >= (lo_seq if lo_seq is not None else 1), t.seq <= (hi_seq if hi_seq is not None else 0))
         with records_path.open("w", encoding="utf-8") as fh:
             for seq, ts, kind, system_id, controls_raw, payload_raw, prev_hash, rec_hash in s.execute(
                     q.execution_options(yield_per=2000)):
@@ -140,10 +147,11 @@ def export_pack(store: Store, out: Path, *, since: str | None = None, until: str
                 if first_seq is None:
                     first_seq, anchor = seq, prev_hash
                 elif last_seq is not None and seq != last_seq + 1:
-                    raise EvidenceError(f"ledger records {last_seq + 1}..{seq - 1} are missing from the store "
-                                        "(or their timestamps fall outside the period)")
+                    raise EvidenceError(f"ledger records {last_seq + 1}..{seq - 1} are missing from the store")
                 last_seq, head = seq, rec_hash
                 total += 1
+                if (lo and ts < lo) or (hi and ts >= hi):
+                    outside += 1
                 controls = controls_cache.get(controls_text)
                 if controls is None:
                     controls = controls_cache.setdefault(controls_text, json.loads(controls_text))
@@ -165,8 +173,8 @@ def export_pack(store: Store, out: Path, *, since: str | None = None, until: str
                     pc = per_control[control]
                     pc["records"] += 1
                     pc["kinds"].add(kind)
-                    pc["first"] = pc["first"] or ts
-                    pc["last"] = ts
+                    pc["first"] = min(pc["first"] or ts, ts)
+                    pc["last"] = max(pc["last"] or ts, ts)
         ledger_len = s.execute(select(func.count()).select_from(EvidenceRecord)
                                .where(EvidenceRecord.seq > SIGNATURE_SEQ)).scalar_one()
         if signer is not None:
@@ -187,7 +195,7 @@ def export_pack(store: Store, out: Path, *, since: str | None = None, until: str
         "system": system,
         "records": count,
         "chain": {"first_seq": first_seq, "last_seq": last_seq, "anchor_prev_hash": anchor, "head_hash": head,
-                  "length": total, "ledger_records_at_export": ledger_len},
+                  "length": total, "stamped_outside_period": outside, "ledger_records_at_export": ledger_len},
         "controls_source": str(control_map.source.name),
     }
     report_path = out / "report.html"

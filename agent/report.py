@@ -78,8 +78,8 @@ class ReportData:
     def count(self, ts: str, kind: str, system_id: str | None, controls: list[str]) -> None:
         """A record the report only counts (its payload is not drawn)."""
         self.records += 1
-        self.first_ts = self.first_ts or ts
-        self.last_ts = ts
+        self.first_ts = min(self.first_ts or ts, ts)
+        self.last_ts = max(self.last_ts or ts, ts)
         sysd = self.systems[system_id or "(agent)"]
         sysd.kinds[kind] += 1
         for c in controls:
