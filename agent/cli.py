@@ -123,9 +123,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_evidence_verify(args: argparse.Namespace) -> int:
     from agent.evidence_pack import verify_path
 
-    ok, message = verify_path(args.path, key_file=args.key_file)
-    print(message, file=sys.stdout if ok else sys.stderr)
-    return EXIT_OK if ok else EXIT_BREACH
+    status, message = verify_path(args.path, key_file=args.key_file)
+    print(message, file=sys.stdout if status == EXIT_OK else sys.stderr)
+    return status
 
 
 @contextmanager
@@ -170,15 +170,12 @@ def cmd_evidence_purge(args: argparse.Namespace) -> int:
             result = purge(store, ledger, now if now.tzinfo else now.replace(tzinfo=UTC),
                            cfg.agent.evidence.retention_days, dry_run=args.dry_run)
         except LedgerIntegrityError as exc:
-            print(f"aims-agent: refusing to purge, the ledger does not verify: {exc}{_first_bad(exc)}",
-                  file=sys.stderr)
+            from agent.evidence_pack import failure
+
+            print(f"aims-agent: refusing to purge: {failure(exc)}", file=sys.stderr)
             return EXIT_BREACH
     print(result.describe())
     return EXIT_OK
-
-
-def _first_bad(exc: Any) -> str:
-    return f" (first bad record: {exc.seq})" if exc.seq is not None else ""
 
 
 def cmd_evidence_push(args: argparse.Namespace) -> int:

@@ -279,26 +279,31 @@ def verify_pack(folder: Path, *, verifier: HeadSigner | None = None) -> int:
     return verify_pack_report(folder, verifier=verifier)[0]
 
 
-def verify_pack_report(folder: Path, *, verifier: HeadSigner | None = None) -> tuple[int, str]:
-    """Verify a pack folder; returns (records verified, what was established about its signature)."""
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """A pack's manifest, checked for the fields verification relies on (``EvidenceError`` otherwise:
+    without a usable manifest nothing can be established, which is not the same as tampering)."""
     try:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EvidenceError(f"{folder}: cannot read manifest.json: {exc}") from exc
     if not isinstance(manifest, dict) or manifest.get("format") not in FORMATS:
-        raise EvidenceError(f"{folder}: not an evidence pack (format {manifest.get('format')!r})")
-    files = manifest.get("files", {})
-    for name in FORMATS[manifest["format"]]:
-        if name not in files:
-            raise LedgerIntegrityError(f"the manifest does not list {name}", seq=None)
-    for name, digest in files.items():
-        path = folder / name
-        if not path.exists():
-            raise LedgerIntegrityError(f"{name} is missing from the pack", seq=None)
-        if name != "records.jsonl" and sha256_file(path) != digest:
-            raise LedgerIntegrityError(f"{name} was altered (SHA-256 differs from the manifest)", seq=None)
-    chain = manifest.get("chain", {})
+        fmt = manifest.get("format") if isinstance(manifest, dict) else None
+        raise EvidenceError(f"{folder}: not an evidence pack (manifest format {fmt!r})")
+    chain, files = manifest.get("chain"), manifest.get("files")
+    if not isinstance(chain, dict) or not isinstance(files, dict):
+        raise EvidenceError(f"{folder}: manifest.json has no `chain` or `files` section")
+    first, length = chain.get("first_seq"), chain.get("length")
+    if not (first is None or isinstance(first, int)) or not isinstance(length, int) or not all(
+            isinstance(chain.get(k), str) for k in ("anchor_prev_hash", "head_hash")):
+        raise EvidenceError(f"{folder}: manifest.json's `chain` lacks first_seq, length, anchor_prev_hash or "
+                            "head_hash")
+    return manifest
+
+
+def verify_chain_file(records_path: Path, chain: dict[str, Any]) -> int:
+    """Verify a records file against a manifest's ``chain``: its anchor, length and head pin both ends."""
     first = chain.get("first_seq")
+    length = int(chain["length"])
     last: list[Record | Stub] = []
 
     def remember(records: Iterator[Record | Stub]) -> Iterator[Record | Stub]:
@@ -306,15 +311,34 @@ def verify_pack_report(folder: Path, *, verifier: HeadSigner | None = None) -> t
             last[:] = [rec]
             yield rec
 
-    n = verify_records(remember(read_jsonl(folder / "records.jsonl")), expect_start=first if first is not None else 1,
-                       expect_prev=chain.get("anchor_prev_hash", GENESIS))
-    if n != chain.get("length", n):
+    n = verify_records(remember(read_jsonl(records_path)), expect_start=first if first is not None else 1,
+                       expect_prev=chain["anchor_prev_hash"])
+    if n < length:
         at = (last[0].seq + 1) if last else first
-        raise LedgerIntegrityError(f"the pack ends early: {n} of {chain.get('length')} records "
-                                   f"(first missing: {at})", seq=at)
-    if last and last[0].hash != chain.get("head_hash"):
+        raise LedgerIntegrityError(f"the pack ends early: {n} of {length} records (first missing: {at})", seq=at)
+    if n > length:
+        at = (first or 1) + length
+        raise LedgerIntegrityError(f"the pack holds {n} records, its manifest {length} (first extra: {at})", seq=at)
+    if last and last[0].hash != chain["head_hash"]:
         raise LedgerIntegrityError(f"record {last[0].seq}'s hash is not the manifest's head: the chain was "
                                    "rewritten", seq=last[0].seq)
+    return n
+
+
+def verify_pack_report(folder: Path, *, verifier: HeadSigner | None = None) -> tuple[int, str]:
+    """Verify a pack folder; returns (records verified, what was established about its signature)."""
+    manifest = read_manifest(folder)
+    files = manifest["files"]
+    for name in FORMATS[manifest["format"]]:
+        if name not in files:
+            raise LedgerIntegrityError(f"the manifest does not list {name}", seq=None)
+    for name, digest in files.items():
+        path = folder / name
+        if Path(name).name != name or not path.is_file():
+            raise LedgerIntegrityError(f"{name} is missing from the pack", seq=None)
+        if name != "records.jsonl" and sha256_file(path) != digest:
+            raise LedgerIntegrityError(f"{name} was altered (SHA-256 differs from the manifest)", seq=None)
+    n = verify_chain_file(folder / "records.jsonl", manifest["chain"])
     if sha256_file(folder / "records.jsonl") != files.get("records.jsonl"):
         raise LedgerIntegrityError("records.jsonl differs from the manifest's digest although the chain holds",
                                    seq=None)
@@ -346,18 +370,31 @@ def _check_pack_signature(manifest: dict[str, Any], verifier: HeadSigner | None)
     return f"verified ({algorithm}, key {key_id})"
 
 
-def verify_path(target: str, *, key_file: str | None = None) -> tuple[bool, str]:
-    """Verify a pack folder, a records .jsonl file, a config file's ledger or a database URL's ledger."""
+VERIFY_INTACT, VERIFY_TAMPERED, VERIFY_UNUSABLE = 0, 1, 2
+
+
+def failure(exc: LedgerIntegrityError) -> str:
+    """How a failed verification is reported, naming the first bad record when there is one."""
+    where = f" (first bad record: {exc.seq})" if exc.seq is not None else ""
+    return f"evidence verification FAILED: {exc}{where}"
+
+
+def verify_path(target: str, *, key_file: str | None = None) -> tuple[int, str]:
+    """Verify a pack folder, a records .jsonl file, a config file's ledger or a database URL's ledger.
+
+    Returns (status, message): ``VERIFY_INTACT`` (0), ``VERIFY_TAMPERED`` (1, the message names the first
+    bad record) or ``VERIFY_UNUSABLE`` (2: no such path, not a pack, an unreadable manifest or key, a
+    config that does not load), so a script can tell tampered evidence from a wrong argument.
+    """
     try:
         verifier = load_verifier(Path(key_file)) if key_file else None
         path = Path(target)
         if path.is_dir():
             n, sig = verify_pack_report(path, verifier=verifier)
-            return True, f"{target}: intact evidence pack ({n} records); signature: {sig}"
-        if path.suffix in (".jsonl", ".ndjson") and path.exists():
-            n = verify_records(read_jsonl(path), expect_start=None, expect_prev=None)
-            return True, f"{target}: intact chain of {n} records"
-        if path.suffix in (".yaml", ".yml") and path.exists():
+            return VERIFY_INTACT, f"{target}: intact evidence pack ({n} records); signature: {sig}"
+        if path.suffix in (".jsonl", ".ndjson") and path.is_file():
+            return VERIFY_INTACT, _verify_records_file(path)
+        if path.suffix in (".yaml", ".yml") and path.is_file():
             from agent.evidence import signer_from_config
             from config.loader import load_config
             from connectors.registry import sink_config_model
@@ -367,17 +404,45 @@ def verify_path(target: str, *, key_file: str | None = None) -> tuple[bool, str]
             verifier = verifier or signer_from_config(cfg.agent.evidence, path.resolve().parent)
         elif "://" in target:
             url = target
+        elif path.exists():
+            return VERIFY_UNUSABLE, f"aims-agent: {target}: not a pack folder, .jsonl file, config file or database URL"
         else:
-            return False, f"aims-agent: {target}: not a pack folder, .jsonl file, config file or database URL"
+            return VERIFY_UNUSABLE, f"aims-agent: {target}: no such file or folder"
         store = Store(url, migrate=False)
         try:
             with store.session() as s:
                 result = check_ledger(s, verifier=verifier)
         finally:
             store.close()
-        return True, result.describe()
+        return VERIFY_INTACT, result.describe()
     except LedgerIntegrityError as exc:
-        where = f" (first bad record: {exc.seq})" if exc.seq is not None else ""
-        return False, f"aims-agent: evidence verification FAILED: {exc}{where}"
+        return VERIFY_TAMPERED, f"aims-agent: {failure(exc)}"
     except AimsError as exc:
-        return False, f"aims-agent: {exc}"
+        # one line: a driver's message may go on with the SQL it ran
+        return VERIFY_UNUSABLE, f"aims-agent: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+
+
+def _verify_records_file(path: Path) -> str:
+    """A records file on its own proves only that its records chain; beside its pack's manifest, the
+    manifest's anchor, length and head pin the first and the last record too."""
+    sibling = path.parent / "manifest.json"
+    if sibling.is_file():
+        manifest = read_manifest(path.parent)
+        if manifest["files"].get(path.name) is not None and path.name == "records.jsonl":
+            chain = manifest["chain"]
+            n = verify_chain_file(path, chain)
+            return (f"{path}: intact chain of {n} records, anchored by {sibling.name} (records "
+                    f"{chain.get('first_seq')}..{chain.get('last_seq')}, head {str(chain['head_hash'])[:16]}); "
+                    f"verify the folder to check the manifest itself and its signature")
+    seqs: list[int] = []  # the first and the last seen
+
+    def ends(records: Iterator[Record | Stub]) -> Iterator[Record | Stub]:
+        for rec in records:
+            seqs[min(len(seqs), 1):] = [rec.seq]
+            yield rec
+
+    n = verify_records(ends(read_jsonl(path)), expect_start=None, expect_prev=None)
+    span = f" (records {seqs[0]}..{seqs[-1]})" if seqs else ""
+    return (f"{path}: intact chain of {n} records{span}, UNANCHORED: nothing pins its first or last record, so "
+            "records removed from either end would not show. Verify the pack folder (its manifest anchors the "
+            "chain) or the ledger itself")
