@@ -91,14 +91,20 @@ def _control_key(control: str) -> tuple[int, str, list[Any]]:
 
 
 def control_rows(per_control: dict[str, dict[str, Any]], control_map: ControlMap) -> list[ControlRow]:
-    """The per-control summary: controls with evidence, and Annex A controls without any."""
+    """The per-control summary: controls with evidence, Annex A controls without any, and the controls the
+    Statement of Applicability excludes. An excluded control is listed as not applicable and counts no
+    records, even when records written before the exclusion carry it: the pack must not present evidence
+    for a control the SoA says does not apply (and the GRC push never links one)."""
+    none: dict[str, Any] = {"records": 0, "kinds": set(), "first": None, "last": None}
     rows = []
-    for control in sorted(set(per_control) | set(control_map.catalogue()), key=_control_key):
+    every = set(per_control) | set(control_map.catalogue()) | control_map.not_applicable
+    for control in sorted(every, key=_control_key):
         fw, _, cid = control.partition(":")
-        pc = per_control.get(control, {"records": 0, "kinds": set(), "first": None, "last": None})
+        applicable = control not in control_map.not_applicable
+        pc = per_control.get(control, none) if applicable else none
         agent = ANNEX_A[cid][1] if fw == "iso42001" and cid in ANNEX_A else ""
         rows.append(ControlRow(fw, cid, control_map.title(control), pc["records"], sorted(pc["kinds"]),
-                               pc["first"], pc["last"], agent, control not in control_map.not_applicable))
+                               pc["first"], pc["last"], agent, applicable))
     return rows
 
 
@@ -257,7 +263,7 @@ def push_to_grc(store: Store, evidence_cfg: EvidenceConfig, *, since: str | None
         manifest = json.loads(zf.read("evidence-pack/manifest.json"))
         with zf.open("evidence-pack/controls.csv") as fh:
             evidenced = [f"{r['control']}" for r in csv.DictReader(io.TextIOWrapper(fh, encoding="utf-8"))
-                         if r["framework"] == "iso42001" and int(r["records"] or 0) > 0]
+                         if r["framework"] == "iso42001" and r["applicable"] == "yes" and int(r["records"] or 0) > 0]
     chain = manifest["chain"]
     period = manifest["period"]
     name = grc.evidence_name + (f" ({system})" if system else "")
