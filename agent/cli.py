@@ -185,7 +185,8 @@ def cmd_evidence_push(args: argparse.Namespace) -> int:
         result = push_to_grc(store, cfg.agent.evidence, since=args.since, until=args.until, system=args.system,
                              signer=ledger.signer, control_map=ledger.control_map)
     what = "new evidence" if result.created else f"revision {result.version} of evidence"
-    print(f"pushed the pack (sha256 {result.sha256}) as {what} {result.evidence_id}; linked to "
+    verb = "pushed the pack" if result.uploaded else "the pack was pushed before, nothing sent"
+    print(f"{verb} (sha256 {result.sha256}) as {what} {result.evidence_id}; linked to "
           f"{len(result.linked)} requirement assessment(s)"
           + (f"; no requirement assessment for {', '.join(result.unmatched)}" if result.unmatched else ""))
     return EXIT_OK

@@ -267,12 +267,15 @@ def push_to_grc(store: Store, evidence_cfg: EvidenceConfig, *, since: str | None
     chain = manifest["chain"]
     period = manifest["period"]
     name = grc.evidence_name + (f" ({system})" if system else "")
+    # what the pack holds, not when it was made: exporting the same period again (a retry) gives the same key
+    key = hashlib.sha256(canonical({"system": system, "period": period, "records": manifest["files"]["records.jsonl"],
+                                    "controls": manifest["files"]["controls.csv"]})).hexdigest()[:32]
     client = CisoAssistant(grc.url, grc.token.get_secret_value(), allowed_hosts=grc.allowed_hosts,
                            timeout_s=grc.timeout_s)
     try:
         return client.push_pack(
             archive=archive, filename=f"aims-evidence-{(period['until'] or manifest['generated_at'])[:10]}.zip",
-            name=name, folder=grc.folder, compliance_assessment=grc.compliance_assessment, controls=evidenced,
+            name=name, folder=grc.folder, key=key, compliance_assessment=grc.compliance_assessment, controls=evidenced,
             description="Monitoring evidence exported by aims-agent: hash-chained records, per-control summary, "
                         "report. Verify offline with `aims-agent evidence verify`.",
             observation=f"period {period['since'] or 'start'} to {period['until'] or manifest['generated_at']}; "
