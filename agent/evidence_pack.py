@@ -21,13 +21,15 @@ import json
 import re
 import tempfile
 import zipfile
+import zlib
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from sqlalchemy import Text, func, select, type_coerce
+from sqlalchemy.orm import Session
 
 from agent import __version__
 from agent.evidence import (
@@ -63,6 +65,9 @@ FORMAT = "aims-evidence-pack/2"
 FORMATS = {"aims-evidence-pack/1": ("records.jsonl", "controls.csv"),
            FORMAT: ("records.jsonl", "controls.csv", "report.html")}
 SIGNATURE_FORMAT = "aims-evidence-pack-signature/1"
+PACK_FILES = ("manifest.json", "records.jsonl", "controls.csv", "report.html")
+ZIP_FOLDER = "evidence-pack"
+MAX_UNZIPPED = 4 << 30  # a pack of 100,000 records is about 230 MB unpacked
 CSV_HEADER = ["framework", "control", "title", "records", "kinds", "first", "last", "agent", "applicable"]
 
 
@@ -236,17 +241,55 @@ def _signed_content(manifest: dict[str, Any]) -> bytes:
                       **{k: v for k, v in manifest.items() if k != "signature"}})
 
 
+def zip_pack(pack: Path, dest: Path | BinaryIO) -> None:
+    """Write a pack folder as a zip with its files under ``evidence-pack/``."""
+    with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(pack.iterdir()):
+            zf.write(f, f"{ZIP_FOLDER}/{f.name}")
+
+
 def export_zip(store: Store, *, since: str | None = None, until: str | None = None, system: str | None = None,
                signer: HeadSigner | None = None, control_map: ControlMap | None = None) -> bytes:
-    """The pack as a zip (files under ``evidence-pack/``), for the API; unzip and verify it as a folder."""
+    """The pack as a zip (files under ``evidence-pack/``); unzip and verify it as a folder."""
     with tempfile.TemporaryDirectory(prefix="aims-pack-") as tmp:
-        pack = Path(tmp) / "evidence-pack"
+        pack = Path(tmp) / ZIP_FOLDER
         export_pack(store, pack, since=since, until=until, system=system, signer=signer, control_map=control_map)
         buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for f in sorted(pack.iterdir()):
-                zf.write(f, f"evidence-pack/{f.name}")
+        zip_pack(pack, buf)
         return buf.getvalue()
+
+
+def unzip_pack(archive: Path, dest: Path, *, max_bytes: int = MAX_UNZIPPED) -> Path:
+    """Unpack a zipped pack into ``dest`` and return the pack folder.
+
+    Only a pack's own files are taken, at the top or under one folder; anything else (other names, paths
+    leaving the folder, more than ``max_bytes`` once decompressed, counted as it inflates rather than
+    trusting the sizes the archive declares) is refused with ``InputError``.
+    """
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InputError("not a zip archive of an evidence pack") from exc
+    written = 0
+    with zf:
+        names = [i for i in zf.infolist() if not i.is_dir()]
+        prefixes = {i.filename.rpartition("/")[0] for i in names}
+        if not names or len(names) > len(PACK_FILES) or len(prefixes) != 1 or "/" in next(iter(prefixes)):
+            raise InputError("the archive must hold the pack's files, at its top or in one folder")
+        for info in names:
+            base = info.filename.rpartition("/")[2]
+            if base not in PACK_FILES:
+                raise InputError(f"{info.filename!r} is not a file of an evidence pack ({', '.join(PACK_FILES)})")
+            try:
+                with zf.open(info) as src, (dest / base).open("wb") as out:
+                    for block in iter(lambda: src.read(1 << 20), b""):
+                        written += len(block)
+                        if written > max_bytes:
+                            raise InputError(f"the pack unpacks to more than {max_bytes} bytes")
+                        out.write(block)
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+                raise InputError(f"{info.filename}: cannot be unpacked: {exc}") from exc
+    return dest
 
 
 def push_to_grc(store: Store, evidence_cfg: EvidenceConfig, *, since: str | None = None, until: str | None = None,
@@ -286,6 +329,30 @@ def push_to_grc(store: Store, evidence_cfg: EvidenceConfig, *, since: str | None
 
 def verify_pack(folder: Path, *, verifier: HeadSigner | None = None) -> int:
     return verify_pack_report(folder, verifier=verifier)[0]
+
+
+def compare_with_ledger(s: Session, folder: Path) -> str:
+    """Whether a verified pack is a piece of this ledger: its head hash must be the hash of the ledger's
+    record with the same seq, which (the hashes being chained) fixes every record before it too.
+
+    Raises ``LedgerIntegrityError`` when the pack claims records the ledger does not have or differs from
+    it (a pack rewritten with its manifest, or one exported from another ledger); returns what was found.
+    """
+    chain = read_manifest(folder)["chain"]
+    last = chain.get("last_seq")
+    if not isinstance(last, int):
+        return "empty pack: nothing to compare with the ledger"
+    row = s.get(EvidenceRecord, last) if last > SIGNATURE_SEQ else None
+    if row is None:
+        end = s.execute(select(func.max(EvidenceRecord.seq))).scalar_one_or_none() or 0
+        if last > end:
+            raise LedgerIntegrityError(f"the pack ends at record {last} but this ledger at {end}: the pack is "
+                                       "not from this ledger, or was forged", seq=end + 1)
+        return f"not compared: record {last} is no longer in the ledger (purged)"
+    if row.hash != chain["head_hash"]:
+        raise LedgerIntegrityError(f"the pack's record {last} is not this ledger's record {last}: the pack was "
+                                   "rewritten with its manifest, or exported from another ledger", seq=last)
+    return f"matches this ledger (records {chain.get('first_seq')}..{last})"
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -389,7 +456,7 @@ def failure(exc: LedgerIntegrityError) -> str:
 
 
 def verify_path(target: str, *, key_file: str | None = None) -> tuple[int, str]:
-    """Verify a pack folder, a records .jsonl file, a config file's ledger or a database URL's ledger.
+    """Verify a pack (folder or zip), a records .jsonl file, a config file's ledger or a database URL's ledger.
 
     Returns (status, message): ``VERIFY_INTACT`` (0), ``VERIFY_TAMPERED`` (1, the message names the first
     bad record) or ``VERIFY_UNUSABLE`` (2: no such path, not a pack, an unreadable manifest or key, a
@@ -400,6 +467,10 @@ def verify_path(target: str, *, key_file: str | None = None) -> tuple[int, str]:
         path = Path(target)
         if path.is_dir():
             n, sig = verify_pack_report(path, verifier=verifier)
+            return VERIFY_INTACT, f"{target}: intact evidence pack ({n} records); signature: {sig}"
+        if path.suffix == ".zip" and path.is_file():
+            with tempfile.TemporaryDirectory(prefix="aims-verify-") as tmp:
+                n, sig = verify_pack_report(unzip_pack(path, Path(tmp)), verifier=verifier)
             return VERIFY_INTACT, f"{target}: intact evidence pack ({n} records); signature: {sig}"
         if path.suffix in (".jsonl", ".ndjson") and path.is_file():
             return VERIFY_INTACT, _verify_records_file(path)
@@ -414,7 +485,8 @@ def verify_path(target: str, *, key_file: str | None = None) -> tuple[int, str]:
         elif "://" in target:
             url = target
         elif path.exists():
-            return VERIFY_UNUSABLE, f"aims-agent: {target}: not a pack folder, .jsonl file, config file or database URL"
+            return VERIFY_UNUSABLE, (f"aims-agent: {target}: not a pack folder or .zip, .jsonl file, config file or "
+                                     "database URL")
         else:
             return VERIFY_UNUSABLE, f"aims-agent: {target}: no such file or folder"
         store = Store(url, migrate=False)

@@ -69,3 +69,20 @@ def test_a_bare_records_file_is_reported_unanchored_and_anchored_beside_its_mani
     _drop(pack / "records.jsonl", n - 1)  # the last record: the chain still holds, the manifest's head does not
     r = cli("evidence", "verify", str(pack / "records.jsonl"))
     assert r.returncode == 1 and "ends early" in r.stderr and f"first bad record: {n}" in r.stderr, r.stderr
+
+
+def test_a_zipped_pack_verifies_like_its_folder(scenario: Scenario) -> None:
+    from agent.evidence_pack import zip_pack
+
+    pack = _pack(scenario)
+    archive = scenario.dir / "pack.zip"
+    zip_pack(pack, archive)
+    r = cli("evidence", "verify", str(archive))
+    assert r.returncode == 0 and "intact evidence pack" in r.stdout, r.stderr
+    (scenario.dir / "garbage.zip").write_bytes(b"PK\x03\x04 not really")
+    r = cli("evidence", "verify", str(scenario.dir / "garbage.zip"))
+    assert r.returncode == 2 and "not a zip archive" in r.stderr
+    _drop(pack / "records.jsonl", 4)
+    zip_pack(pack, archive)
+    r = cli("evidence", "verify", str(archive))
+    assert r.returncode == 1 and "first bad record: 5" in r.stderr
