@@ -30,6 +30,7 @@ from agent.incidents import IncidentChange, IncidentManager, Outbox, utc
 from agent.playbooks import Playbooks
 from agent.schema import CheckRun, CheckStat, Decision, MetricValue, Watermark
 from agent.store import Store
+from agent.window_digest import input_digest
 from config.errors import AimsError, ConfigError, InputError, Problem, SourceError, StateStoreError
 from config.loader import config_digest
 from config.model import AgentConfig, LocalFolderSinkConfig, SystemConfig
@@ -238,12 +239,14 @@ class Agent:
                     df = self._join_labels(system, df, start, end)
             with self._stage(system.id, "metrics"):
                 ev = evaluate_window(system, ref, df, phase)
+                digest = input_digest(df, columns=self._columns(system),
+                                      timestamp_column=system.schema_.timestamp_column)
         except (SourceError, InputError) as exc:
             return self._failed(system, start, end, now, exc, time.perf_counter() - t0)
         duration = time.perf_counter() - t0
         try:
             with self._stage(system.id, "commit"):
-                return self._commit(system, start, end, now, ev, duration, ref, phase)
+                return self._commit(system, start, end, now, ev, duration, ref, digest, phase)
         except StateStoreError as exc:
             if isinstance(exc.__cause__, IntegrityError):
                 log.info("window %s of %s was judged by another replica", start, system.id)
@@ -292,7 +295,8 @@ class Agent:
         return merged.drop(columns=[c for c in ("__id", "__label_ts") if c in merged.columns])
 
     def _commit(self, system: SystemConfig, start: datetime, end: datetime, now: datetime,
-                ev: WindowEvaluation, duration: float, ref: SystemReference, phase: Phase = "all") -> RunOutcome:
+                ev: WindowEvaluation, duration: float, ref: SystemReference, digest: str,
+                phase: Phase = "all") -> RunOutcome:
         outcome = RunOutcome(system.id, start, end, ev.status, rows=ev.rows, verdicts=ev.verdicts,
                              results=ev.results)
         verdicts = [*ev.verdicts, Verdict("collection", "source", "ok", value=0.0, threshold=None,
@@ -304,7 +308,8 @@ class Agent:
             s.flush()
             record = self.ledger.append(s, "check_run", {
                 "check_run_id": run.id, "phase": phase, "window": {"start": start, "end": end}, "rows": ev.rows,
-                "status": ev.status, "config_digest": self.config_digest, "reference_digest": ref.digest,
+                "status": ev.status, "input_digest": digest, "config_digest": self.config_digest,
+                "reference_digest": ref.digest,
                 "reference_rows": ref.rows, "model": f"{system.model.name} {system.model.version}",
                 "source": self.source(system).describe(), "duration_s": round(duration, 6),
                 "verdicts": [{"check": v.check, "subject": v.subject, "state": v.state, "value": v.value,
