@@ -192,6 +192,41 @@ def cmd_evidence_push(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _when(value: str, name: str) -> Any:
+    from datetime import UTC, datetime
+
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        _fail(f"--{name} {value!r} is not an ISO 8601 date or time")
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def cmd_reference_freeze(args: argparse.Namespace) -> int:
+    from agent.reference import freeze_reference
+    from agent.runner import build_source
+
+    agent = _agent(args.config)
+    try:
+        try:
+            system = agent.cfg.system(args.system)
+        except KeyError:
+            _fail(f"no system {args.system!r} in {args.config}")
+        source = build_source(system, "source", agent.base_dir, agent.store)
+        try:
+            frozen = freeze_reference(agent.store, agent.ledger, source, system_id=system.id,
+                                      columns=agent._columns(system), since=_when(args.since, "since"),
+                                      until=_when(args.until, "until"), out=Path(args.out), now=agent.clock())
+        finally:
+            source.close()
+    finally:
+        agent.close()
+    print(f"froze {frozen.rows} row(s) of {system.id} to {frozen.path} (sha256 {frozen.digest}); recorded as "
+          f"evidence record {frozen.record_seq}\nto compare windows with it, set the system's reference to:\n"
+          f"  reference: {{type: snapshot, path: {frozen.path}, digest: {frozen.digest}}}")
+    return EXIT_OK
+
+
 def cmd_modelcard(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
@@ -292,6 +327,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--until")
     s.add_argument("--system")
     s.set_defaults(func=cmd_evidence_push)
+
+    rf = sub.add_parser("reference", help="reference data tools").add_subparsers(dest="reference_cmd",
+                                                                                  required=True)
+    s = rf.add_parser("freeze", help="freeze a past window of a system's source as a snapshot (Parquet, its "
+                      "SHA-256 in a sidecar and in the evidence ledger) to use as its reference")
+    s.add_argument("--config", required=True)
+    s.add_argument("--system", required=True)
+    s.add_argument("--since", required=True, help="from (ISO 8601, inclusive; UTC unless a zone is given)")
+    s.add_argument("--until", required=True, help="until (ISO 8601, exclusive)")
+    s.add_argument("--out", required=True, help="the snapshot's path (.parquet); never overwritten")
+    s.set_defaults(func=cmd_reference_freeze)
 
     s = sub.add_parser("modelcard", help="print the monitoring section of a system's model card (Markdown)")
     s.add_argument("--config", required=True)

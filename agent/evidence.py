@@ -48,7 +48,7 @@ HEAD_FORMAT = "aims-ledger-head/1"
 RECORD_KINDS = (
     "config_loaded", "check_run", "check_failed", "decision_changed", "incident_opened", "incident_updated",
     "incident_resolved", "notification_delivered", "notification_failed", "human_override",
-    "model_version_changed", "reassessment_trigger", "retention_purge",
+    "model_version_changed", "reassessment_trigger", "reference_frozen", "retention_purge",
 )
 RESULT_SECTIONS = ("drift", "prediction_drift", "data_quality", "fairness", "performance")
 

@@ -28,6 +28,7 @@ from agent.evaluate import Phase, SystemReference, WindowEvaluation, evaluate_wi
 from agent.evidence import ledger_from_config
 from agent.incidents import IncidentChange, IncidentManager, Outbox, utc
 from agent.playbooks import Playbooks
+from agent.reference import read_reference
 from agent.schema import CheckRun, CheckStat, Decision, MetricValue, Watermark
 from agent.store import Store
 from agent.window_digest import input_digest
@@ -124,6 +125,8 @@ class Agent:
         self.outbox = Outbox(self.store, self.ledger, self.sinks)
         self._sources: dict[str, Source] = {}
         self._references: dict[str, SystemReference] = {}
+        # what each system's reference was read from, for check-run evidence: path@sha256 for files
+        self.reference_names: dict[str, str] = {}
         self.config_digest = config_digest(cfg)
         self.stage_hook: StageHook | None = None
 
@@ -157,13 +160,14 @@ class Agent:
         if ref is None:
             src = build_source(system, "reference", self.base_dir, self.store)
             try:
-                frame = src.read_all(columns=self._columns(system))
+                frame, name = read_reference(src, columns=self._columns(system))
             finally:
                 src.close()
             if frame.empty:
                 raise InputError(f"system {system.id}: the reference data has no rows")
             ref = SystemReference.build(system, frame)
             self._references[system.id] = ref
+            self.reference_names[system.id] = name
         return ref
 
     @staticmethod
@@ -309,7 +313,7 @@ class Agent:
             record = self.ledger.append(s, "check_run", {
                 "check_run_id": run.id, "phase": phase, "window": {"start": start, "end": end}, "rows": ev.rows,
                 "status": ev.status, "input_digest": digest, "config_digest": self.config_digest,
-                "reference_digest": ref.digest,
+                "reference": self.reference_names.get(system.id), "reference_digest": ref.digest,
                 "reference_rows": ref.rows, "model": f"{system.model.name} {system.model.version}",
                 "source": self.source(system).describe(), "duration_s": round(duration, 6),
                 "verdicts": [{"check": v.check, "subject": v.subject, "state": v.state, "value": v.value,
