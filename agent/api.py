@@ -1,13 +1,13 @@
 """HTTP API (FastAPI; OpenAPI at /docs): health, /metrics, systems, check runs, decisions, incidents with
-human oversight (acknowledge, override with a reason), evidence (query, export as a pack, verify the ledger
-or an uploaded pack) and the CloudEvents ingest.
+human oversight (acknowledge, override with a reason), evidence (query, export as a pack, verify) and the
+CloudEvents ingest.
 
 Tokens come from the config (values via ``${ENV}`` or ``${file:...}``) and carry scopes: ``read``,
 ``operate`` (trigger runs, acknowledge, override) and ``ingest``. Every route except ``/healthz``,
 ``/readyz``, the API documentation and (unless ``server.metrics_require_token``) ``/metrics`` checks its
 scope: write routes always need a token; reads need one as soon as any token is configured. Tokens are
-compared in constant time. Request bodies over ``MAX_BODY`` bytes (``MAX_PACK_UPLOAD`` for an uploaded
-evidence pack, which always needs a token) are refused with 413, announced or streamed.
+compared in constant time. Request bodies over ``MAX_BODY`` bytes are refused with 413, announced or
+streamed.
 """
 
 from __future__ import annotations
@@ -233,22 +233,19 @@ def _auth(agent: Agent, scope: TokenScope, *, always: bool = False) -> Callable[
 
 
 class BodyLimit:
-    """Refuse bodies over ``limit`` bytes (or a path's own limit in ``per_path``): by Content-Length up
-    front, or while a chunked body streams in."""
+    """Refuse bodies over ``limit`` bytes: by Content-Length up front, or while a chunked body streams in."""
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY, per_path: dict[str, int] | None = None) -> None:
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
         self.app = app
-        self.default = limit
-        self.per_path = per_path or {}
+        self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.per_path.get(scope.get("path", ""), self.default)
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            await self._refuse(send, limit)
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            await self._refuse(send)
             return
         received = 0
         started = False
@@ -258,9 +255,9 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > limit:
+                if received > self.limit:
                     # an HTTPException passes FastAPI's body parsing untouched and becomes the 413 response
-                    raise HTTPException(413, f"request body over {limit} bytes")
+                    raise HTTPException(413, f"request body over {self.limit} bytes")
             return message
 
         async def tracking(message: Message) -> None:
@@ -273,13 +270,25 @@ class BodyLimit:
         except HTTPException as exc:
             if exc.status_code != 413 or started:
                 raise
-            await self._refuse(send, limit)
+            await self._refuse(send)
 
-    async def _refuse(self, send: Send, limit: int) -> None:
-        body = json.dumps({"detail": f"request body over {limit} bytes"}).encode()
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps({"detail": f"request body over {self.limit} bytes"}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+
+
+class PathBodyLimits:
+    """``BodyLimit`` with a limit of its own for some paths (an uploaded evidence pack), the default for the rest."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY, per_path: dict[str, int] | None = None) -> None:
+        self.default = BodyLimit(app, limit)
+        self.per_path = {path: BodyLimit(app, n) for path, n in (per_path or {}).items()}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        chosen = self.per_path.get(scope.get("path", "")) if scope["type"] == "http" else None
+        await (chosen or self.default)(scope, receive, send)
 
 
 # -- the application ------------------------------------------------------------------------------
@@ -288,7 +297,7 @@ def create_app(agent: Agent, *, scheduler_alive: Callable[[], bool] | None = Non
     app = FastAPI(title="aims-agent", version=__version__, lifespan=lifespan,
                   description="Model monitoring for ISO/IEC 42001 AI management systems: the AI system "
                   "inventory, check runs, incidents with human oversight, and audit evidence.")
-    app.add_middleware(BodyLimit, limit=MAX_BODY, per_path={VERIFY_PACK_PATH: MAX_PACK_UPLOAD})
+    app.add_middleware(PathBodyLimits, limit=MAX_BODY, per_path={VERIFY_PACK_PATH: MAX_PACK_UPLOAD})
     # without a scheduler (demo, tests) "run now" still goes through the per-system locks
     svc = service if service is not None else Service(agent, run_on_start=False)
     read = Depends(_auth(agent, "read"))
