@@ -71,7 +71,11 @@ def cmd_check(args: argparse.Namespace) -> int:
                 agent.cfg.system(sid)
             except KeyError:
                 _fail(f"no system {sid!r} in {args.config}")
+        # what the service records at start and after checks, a cron job records too
+        agent.record_config_loaded(args.config, only_if_changed=True)
         outcomes = [o for sid in ids for o in agent.run_system(sid, now)]
+        if outcomes:
+            agent.record_reassessment_triggers(now)
         agent.deliver()
         decisions = [d for sid in ids for d in agent.decisions(sid)]
     finally:

@@ -29,7 +29,7 @@ from agent.evidence import ledger_from_config
 from agent.incidents import IncidentChange, IncidentManager, Outbox, utc
 from agent.playbooks import Playbooks
 from agent.reference import read_reference
-from agent.schema import CheckRun, CheckStat, Decision, MetricValue, Watermark
+from agent.schema import CheckRun, CheckStat, Decision, EvidenceRecord, MetricValue, Watermark
 from agent.store import Store
 from agent.window_digest import input_digest
 from config.errors import AimsError, ConfigError, InputError, Problem, SourceError, StateStoreError
@@ -131,18 +131,36 @@ class Agent:
         self.stage_hook: StageHook | None = None
 
     # -- life cycle ---------------------------------------------------------------------------------
-    def record_config_loaded(self, source: str) -> None:
+    def record_config_loaded(self, source: str, *, only_if_changed: bool = False) -> None:
+        """Record the configuration in force (``config_loaded``), then any model version it changed.
+
+        The service records every start. ``only_if_changed`` is for one-shot runs (``check`` from cron):
+        they record a load only when the configuration differs from the last one recorded, so a job
+        every five minutes does not add a record each time, yet a changed config or model version is
+        recorded (and a model change raised) on the first run that sees it.
+        """
         with self.store.transaction() as s:
-            self.ledger.append(s, "config_loaded", {
-                "config_digest": self.config_digest, "file": source,
-                "systems": [{"id": x.id, "model": f"{x.model.name} {x.model.version}", "owner": x.owner.team,
-                             "role": x.role.value, "risk_tier": x.risk_tier.value,
-                             "lifecycle_stage": x.lifecycle_stage.value} for x in self.cfg.systems],
-            }, now=self.clock())
+            last = s.execute(select(EvidenceRecord).where(EvidenceRecord.kind == "config_loaded")
+                             .order_by(EvidenceRecord.seq.desc()).limit(1)).scalar_one_or_none()
+            if not (only_if_changed and last is not None and last.payload.get("config_digest") == self.config_digest):
+                self.ledger.append(s, "config_loaded", {
+                    "config_digest": self.config_digest, "file": source,
+                    "systems": [{"id": x.id, "model": f"{x.model.name} {x.model.version}", "owner": x.owner.team,
+                                 "role": x.role.value, "risk_tier": x.risk_tier.value,
+                                 "lifecycle_stage": x.lifecycle_stage.value} for x in self.cfg.systems],
+                }, now=self.clock())
         from agent.risk import detect_model_changes
 
         # a new model version is a re-assessment trigger (ISO 42001 A.5.2, A.6.2.5)
         detect_model_changes(self.store, self.cfg, ledger=self.ledger, incidents=self.incidents, now=self.clock())
+
+    def record_reassessment_triggers(self, now: datetime | None = None) -> int:
+        """After check runs: raise sustained drift and new bias breaches as impact re-assessment triggers
+        (ISO 42001 A.5.2), each once. Returns how many were raised."""
+        from agent.risk import detect_reassessment_triggers
+
+        return len(detect_reassessment_triggers(self.store, self.cfg, self.ledger, self.incidents,
+                                                now or self.clock()))
 
     def close(self) -> None:
         for src in self._sources.values():
