@@ -27,7 +27,7 @@ from agent.evidence import (
     record_hash,
 )
 from agent.evidence_pack import _signed_content, sha256_file
-from agent.runner import Agent
+from agent.runner import Agent, Clock
 from agent.schema import EvidenceRecord, LedgerHead
 from agent.store import Store
 from config.loader import load_config
@@ -168,11 +168,13 @@ def ed25519_keys(tmp_path: Path) -> tuple[Path, Path]:
     return private, public
 
 
-def run_hours(sc: Scenario, shifts: list[float], *, bias: float = 0.0, signer: HeadSigner | None = None) -> Agent:
-    """Let the scenario's agent judge one hourly window per entry of ``shifts`` (drift of x1)."""
+def run_hours(sc: Scenario, shifts: list[float], *, bias: float = 0.0, signer: HeadSigner | None = None,
+              clock: Clock | None = None) -> Agent:
+    """Let the scenario's agent judge one hourly window per entry of ``shifts`` (drift of x1); ``clock``
+    stamps what is not stamped with the window's time (the config load), default the real clock."""
     for h, shift in enumerate(shifts):
         sc.hour(T0 + timedelta(hours=h), shift=shift, bias=bias)
-    agent = Agent(load_config(sc.config_path), base_dir=sc.dir)
+    agent = Agent(load_config(sc.config_path), base_dir=sc.dir, **({"clock": clock} if clock else {}))
     if signer is not None:
         agent.ledger.signer = signer
     agent.record_config_loaded(str(sc.config_path))
