@@ -490,9 +490,10 @@ def create_app(agent: Agent, *, scheduler_alive: Callable[[], bool] | None = Non
 
     @app.post(VERIFY_PACK_PATH, tags=["evidence"], dependencies=[read_with_token],
               openapi_extra={"requestBody": {"required": True, "description": "a zipped evidence pack, as "
-                                             "exported (files at the top or in one folder)",
-                                             "content": {"application/zip": {"schema": {"type": "string",
-                                                                                        "format": "binary"}}}}},
+                                             "exported (files at the top or in one folder); sent as "
+                                             "application/zip or application/octet-stream",
+                                             "content": {"application/octet-stream": {
+                                                 "schema": {"type": "string", "format": "binary"}}}}},
               responses={409: {"model": Verification}, **_errors(401, 403, 413, 422)})
     async def evidence_verify_pack(request: Request, response: Response) -> Verification:
         """Verify an uploaded pack (a zip of at most 64 MiB): its files, its chain, its signature with the
