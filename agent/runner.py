@@ -268,7 +268,7 @@ class Agent:
         duration = time.perf_counter() - t0
         try:
             with self._stage(system.id, "commit"):
-                return self._commit(system, start, end, now, ev, duration, ref, digest, phase)
+                return self._commit(system, start, end, now, ev, duration, ref, phase, digest=digest)
         except StateStoreError as exc:
             if isinstance(exc.__cause__, IntegrityError):
                 log.info("window %s of %s was judged by another replica", start, system.id)
@@ -317,8 +317,8 @@ class Agent:
         return merged.drop(columns=[c for c in ("__id", "__label_ts") if c in merged.columns])
 
     def _commit(self, system: SystemConfig, start: datetime, end: datetime, now: datetime,
-                ev: WindowEvaluation, duration: float, ref: SystemReference, digest: str,
-                phase: Phase = "all") -> RunOutcome:
+                ev: WindowEvaluation, duration: float, ref: SystemReference, phase: Phase = "all", *,
+                digest: str) -> RunOutcome:
         outcome = RunOutcome(system.id, start, end, ev.status, rows=ev.rows, verdicts=ev.verdicts,
                              results=ev.results)
         verdicts = [*ev.verdicts, Verdict("collection", "source", "ok", value=0.0, threshold=None,
