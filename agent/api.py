@@ -18,7 +18,6 @@ import hmac
 import json
 import shutil
 import tempfile
-import zipfile
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,25 +31,28 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 from sqlalchemy import select, text
 from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent import __version__
 from agent.decisions import Transition, Verdict
-from agent.evidence import Record, iso, verify_ledger
-from agent.evidence_pack import export_pack
+from agent.evidence import Record, check_ledger, iso
+from agent.evidence_pack import ZIP_FOLDER, compare_with_ledger, export_pack, unzip_pack, verify_pack_report, zip_pack
 from agent.incidents import utc
 from agent.ingest import create_router as create_ingest_router
 from agent.playbooks import CHECK_TO_KIND
 from agent.runner import Agent
 from agent.schema import CheckRun, Decision, EvidenceRecord, Incident, OutboxMessage
 from agent.service import Service
-from config.errors import AimsError, InputError, LedgerIntegrityError
+from config.errors import AimsError, EvidenceError, InputError, LedgerIntegrityError
 from config.model import LifecycleStage, ModelRef, Owner, RiskTier, Role, SystemConfig
 
 # ids live in 64-bit integer columns; a larger number is a 422, not a database overflow
 MAX_ROW_ID = 2**63 - 1
 RowId = Annotated[int, PathParam(ge=1, le=MAX_ROW_ID)]
 MAX_BODY = 1 << 20
+MAX_PACK_UPLOAD = 64 << 20  # a zipped pack; about 300,000 records
+VERIFY_PACK_PATH = "/api/v1/evidence/verify-pack"
 RUN_NOW_WAIT_S = 30.0  # "run now" waits this long for a check in progress to finish
 TokenScope = Literal["read", "operate", "ingest"]
 IncidentStatus = Literal["open", "acknowledged", "resolved"]
@@ -194,6 +196,10 @@ class Verification(BaseModel):
     records: int | None = Field(default=None, description="records verified (when intact)")
     first_bad_seq: int | None = Field(default=None, description="the first record altered, removed or reordered")
     reason: str | None = None
+    signature: str | None = Field(default=None, description="what was established about the signature (signed "
+                                  "head or pack manifest), checked with the configured key when there is one")
+    ledger: str | None = Field(default=None, description="for an uploaded pack: whether it is a piece of this "
+                               "agent's ledger")
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -204,12 +210,13 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 _bearer = HTTPBearer(auto_error=False, description="a token from `agent.tokens` with the route's scope")
 
 
-def _auth(agent: Agent, scope: TokenScope) -> Callable[..., None]:
+def _auth(agent: Agent, scope: TokenScope, *, always: bool = False) -> Callable[..., None]:
+    """A dependency checking the bearer token's scope; ``always``: even a read needs a token (an upload)."""
     tokens = [(t.value.get_secret_value().encode(), set(t.scopes), t.name) for t in agent.cfg.agent.tokens]
 
     def check(request: Request,
               creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
-        if scope == "read" and not tokens:
+        if scope == "read" and not tokens and not always:
             return
         if creds is None or not creds.credentials:
             raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
@@ -293,10 +300,12 @@ def create_app(agent: Agent, *, scheduler_alive: Callable[[], bool] | None = Non
                   description="Model monitoring for ISO/IEC 42001 AI management systems: the AI system "
                   "inventory, check runs, incidents with human oversight, and audit evidence.")
     app.add_middleware(BodyLimit, limit=MAX_BODY,
-                       prefix_limits={"/api/v1/ingest/": agent.cfg.agent.server.max_event_bytes})
+                       prefix_limits={"/api/v1/ingest/": agent.cfg.agent.server.max_event_bytes,
+                                      VERIFY_PACK_PATH: MAX_PACK_UPLOAD})
     # without a scheduler (demo, tests) "run now" still goes through the per-system locks
     svc = service if service is not None else Service(agent, run_on_start=False)
     read = Depends(_auth(agent, "read"))
+    read_with_token = Depends(_auth(agent, "read", always=True))
     operate = Depends(_auth(agent, "operate"))
     metrics_dep = [read] if agent.cfg.agent.server.metrics_require_token else []
     auth_errors = _errors(401, 403)
@@ -448,22 +457,23 @@ def create_app(agent: Agent, *, scheduler_alive: Callable[[], bool] | None = Non
 
     @app.get("/api/v1/evidence/export", tags=["evidence"], dependencies=[read], response_class=FileResponse,
              responses={200: {"content": {"application/zip": {}},
-                              "description": "the evidence pack (records.jsonl, controls.csv, manifest.json)"},
+                              "description": "the evidence pack (records.jsonl, controls.csv, report.html, "
+                                             "manifest.json), signed when a signing key is configured"},
                         **_errors(401, 403, 422)})
     def evidence_export(system: str | None = None,
                         since: Annotated[datetime | None, Query(description="from (ISO 8601)")] = None,
                         until: Annotated[datetime | None, Query(description="until, exclusive (ISO 8601)")] = None,
                         ) -> FileResponse:
-        """Export a period as an evidence pack (a zip; verify it offline with `aims-agent evidence verify`)."""
+        """Export a period as an evidence pack (a zip; verify it offline with `aims-agent evidence verify`),
+        with the organisation's control mapping and, when configured, signed with the ledger's key."""
         tmp = Path(tempfile.mkdtemp(prefix="aims-pack-"))
         try:
-            pack = tmp / "evidence-pack"
+            pack = tmp / ZIP_FOLDER
             export_pack(agent.store, pack, since=_aware(since).isoformat() if since else None,
-                        until=_aware(until).isoformat() if until else None, system=system)
+                        until=_aware(until).isoformat() if until else None, system=system,
+                        signer=agent.ledger.signer, control_map=agent.ledger.control_map)
             archive = tmp / "evidence-pack.zip"
-            with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-                for f in sorted(pack.iterdir()):
-                    zf.write(f, f"evidence-pack/{f.name}")
+            zip_pack(pack, archive)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -474,17 +484,55 @@ def create_app(agent: Agent, *, scheduler_alive: Callable[[], bool] | None = Non
     @app.get("/api/v1/evidence/verify", tags=["evidence"], dependencies=[read],
              responses={409: {"model": Verification}, **auth_errors})
     def evidence_verify(response: Response) -> Verification:
-        """Verify the whole ledger's hash chain (409 names the first record that does not fit)."""
+        """Verify the whole ledger's hash chain and, with a signing key configured, its signed head (409 names
+        the first record that does not fit)."""
         with agent.store.session() as s:
             try:
-                n = verify_ledger(s)
+                result = check_ledger(s, verifier=agent.ledger.signer)
             except LedgerIntegrityError as exc:
                 response.status_code = 409
                 return Verification(intact=False, first_bad_seq=exc.seq, reason=str(exc))
-        return Verification(intact=True, records=n)
+        return Verification(intact=True, records=result.records, signature=result.signature)
+
+    @app.post(VERIFY_PACK_PATH, tags=["evidence"], dependencies=[read_with_token],
+              openapi_extra={"requestBody": {"required": True, "description": "a zipped evidence pack, as "
+                                             "exported (files at the top or in one folder); sent as "
+                                             "application/zip or application/octet-stream",
+                                             "content": {"application/octet-stream": {
+                                                 "schema": {"type": "string", "format": "binary"}}}}},
+              responses={409: {"model": Verification}, **_errors(401, 403, 413, 422)})
+    async def evidence_verify_pack(request: Request, response: Response) -> Verification:
+        """Verify an uploaded pack (a zip of at most 64 MiB): its files, its chain, its signature with the
+        configured key, and that it is a piece of this agent's ledger. 409 names the first bad record; a body
+        that is not a pack is a 422."""
+        tmp = Path(tempfile.mkdtemp(prefix="aims-upload-"))
+        try:
+            archive = tmp / "upload.zip"
+            with archive.open("wb") as fh:
+                async for chunk in request.stream():  # the body limit middleware bounds the total
+                    fh.write(chunk)
+            return await run_in_threadpool(_verify_upload, agent, archive, tmp, response)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     app.include_router(create_ingest_router(agent))
     return app
+
+
+def _verify_upload(agent: Agent, archive: Path, tmp: Path, response: Response) -> Verification:
+    folder = tmp / ZIP_FOLDER
+    folder.mkdir()
+    try:
+        unzip_pack(archive, folder, max_bytes=16 * MAX_PACK_UPLOAD)
+        n, signature = verify_pack_report(folder, verifier=agent.ledger.signer)
+        with agent.store.session() as s:
+            ledger = compare_with_ledger(s, folder)
+    except LedgerIntegrityError as exc:
+        response.status_code = 409
+        return Verification(intact=False, first_bad_seq=exc.seq, reason=str(exc))
+    except EvidenceError as exc:  # no usable manifest: nothing to verify, which is not tampering
+        raise InputError(str(exc).replace(str(folder), "the pack")) from exc
+    return Verification(intact=True, records=n, signature=signature, ledger=ledger)
 
 
 def _aware(ts: datetime) -> datetime:

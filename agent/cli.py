@@ -71,7 +71,11 @@ def cmd_check(args: argparse.Namespace) -> int:
                 agent.cfg.system(sid)
             except KeyError:
                 _fail(f"no system {sid!r} in {args.config}")
+        # what the service records at start and after checks, a cron job records too
+        agent.record_config_loaded(args.config, only_if_changed=True)
         outcomes = [o for sid in ids for o in agent.run_system(sid, now)]
+        if outcomes:
+            agent.record_reassessment_triggers(now)
         agent.deliver()
         decisions = [d for sid in ids for d in agent.decisions(sid)]
     finally:
@@ -124,9 +128,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_evidence_verify(args: argparse.Namespace) -> int:
     from agent.evidence_pack import verify_path
 
-    ok, message = verify_path(args.path, key_file=args.key_file)
-    print(message, file=sys.stdout if ok else sys.stderr)
-    return EXIT_OK if ok else EXIT_BREACH
+    status, message = verify_path(args.path, key_file=args.key_file)
+    print(message, file=sys.stdout if status == EXIT_OK else sys.stderr)
+    return status
 
 
 @contextmanager
@@ -160,14 +164,21 @@ def cmd_evidence_purge(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from agent.retention import purge
+    from config.errors import LedgerIntegrityError
 
     try:
         now = datetime.fromisoformat(args.now) if args.now else datetime.now(UTC)
     except ValueError:
         _fail(f"--now {args.now!r} is not an ISO 8601 time")
     with _evidence(args.config) as (cfg, ledger, store):
-        result = purge(store, ledger, now if now.tzinfo else now.replace(tzinfo=UTC),
-                       cfg.agent.evidence.retention_days, dry_run=args.dry_run)
+        try:
+            result = purge(store, ledger, now if now.tzinfo else now.replace(tzinfo=UTC),
+                           cfg.agent.evidence.retention_days, dry_run=args.dry_run)
+        except LedgerIntegrityError as exc:
+            from agent.evidence_pack import failure
+
+            print(f"aims-agent: refusing to purge: {failure(exc)}", file=sys.stderr)
+            return EXIT_BREACH
     print(result.describe())
     return EXIT_OK
 
@@ -179,9 +190,45 @@ def cmd_evidence_push(args: argparse.Namespace) -> int:
         result = push_to_grc(store, cfg.agent.evidence, since=args.since, until=args.until, system=args.system,
                              signer=ledger.signer, control_map=ledger.control_map)
     what = "new evidence" if result.created else f"revision {result.version} of evidence"
-    print(f"pushed the pack (sha256 {result.sha256}) as {what} {result.evidence_id}; linked to "
+    verb = "pushed the pack" if result.uploaded else "the pack was pushed before, nothing sent"
+    print(f"{verb} (sha256 {result.sha256}) as {what} {result.evidence_id}; linked to "
           f"{len(result.linked)} requirement assessment(s)"
           + (f"; no requirement assessment for {', '.join(result.unmatched)}" if result.unmatched else ""))
+    return EXIT_OK
+
+
+def _when(value: str, name: str) -> Any:
+    from datetime import UTC, datetime
+
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        _fail(f"--{name} {value!r} is not an ISO 8601 date or time")
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def cmd_reference_freeze(args: argparse.Namespace) -> int:
+    from agent.reference import freeze_reference
+    from agent.runner import build_source
+
+    agent = _agent(args.config)
+    try:
+        try:
+            system = agent.cfg.system(args.system)
+        except KeyError:
+            _fail(f"no system {args.system!r} in {args.config}")
+        source = build_source(system, "source", agent.base_dir, agent.store)
+        try:
+            frozen = freeze_reference(agent.store, agent.ledger, source, system_id=system.id,
+                                      columns=agent._columns(system), since=_when(args.since, "since"),
+                                      until=_when(args.until, "until"), out=Path(args.out), now=agent.clock())
+        finally:
+            source.close()
+    finally:
+        agent.close()
+    print(f"froze {frozen.rows} row(s) of {system.id} to {frozen.path} (sha256 {frozen.digest}); recorded as "
+          f"evidence record {frozen.record_seq}\nto compare windows with it, set the system's reference to:\n"
+          f"  reference: {{type: snapshot, path: {frozen.path}, digest: {frozen.digest}}}")
     return EXIT_OK
 
 
@@ -285,6 +332,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--until")
     s.add_argument("--system")
     s.set_defaults(func=cmd_evidence_push)
+
+    rf = sub.add_parser("reference", help="reference data tools").add_subparsers(dest="reference_cmd",
+                                                                                  required=True)
+    s = rf.add_parser("freeze", help="freeze a past window of a system's source as a snapshot (Parquet, its "
+                      "SHA-256 in a sidecar and in the evidence ledger) to use as its reference")
+    s.add_argument("--config", required=True)
+    s.add_argument("--system", required=True)
+    s.add_argument("--since", required=True, help="from (ISO 8601, inclusive; UTC unless a zone is given)")
+    s.add_argument("--until", required=True, help="until (ISO 8601, exclusive)")
+    s.add_argument("--out", required=True, help="the snapshot's path (.parquet); never overwritten")
+    s.set_defaults(func=cmd_reference_freeze)
 
     s = sub.add_parser("modelcard", help="print the monitoring section of a system's model card (Markdown)")
     s.add_argument("--config", required=True)

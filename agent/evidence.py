@@ -48,7 +48,7 @@ HEAD_FORMAT = "aims-ledger-head/1"
 RECORD_KINDS = (
     "config_loaded", "check_run", "check_failed", "decision_changed", "incident_opened", "incident_updated",
     "incident_resolved", "notification_delivered", "notification_failed", "human_override",
-    "model_version_changed", "reassessment_trigger", "retention_purge",
+    "model_version_changed", "reassessment_trigger", "reference_frozen", "retention_purge",
 )
 RESULT_SECTIONS = ("drift", "prediction_drift", "data_quality", "fairness", "performance")
 
@@ -271,14 +271,15 @@ class ControlMap:
         return out
 
     def controls(self, kind: str, payload: Mapping[str, Any] | None = None) -> list[str]:
-        """The controls a record supports: its kind's, plus those of each result section a check run carries."""
+        """The controls a record supports: its kind's, plus those of each result section a check run carries,
+        less those the Statement of Applicability excludes (``not_applicable``)."""
         out = list(self._kinds.get(kind, self._kinds.get("default", [])))
         results = payload.get("results") if payload else None
         if isinstance(results, Mapping):
             for section in RESULT_SECTIONS:
                 if results.get(section):
                     out.extend(self._results.get(section, []))
-        return list(dict.fromkeys(out))
+        return [c for c in dict.fromkeys(out) if c not in self.not_applicable]
 
     def title(self, control: str) -> str:
         if control in self.titles:

@@ -21,13 +21,15 @@ import json
 import re
 import tempfile
 import zipfile
+import zlib
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from sqlalchemy import Text, func, select, type_coerce
+from sqlalchemy.orm import Session
 
 from agent import __version__
 from agent.evidence import (
@@ -63,6 +65,9 @@ FORMAT = "aims-evidence-pack/2"
 FORMATS = {"aims-evidence-pack/1": ("records.jsonl", "controls.csv"),
            FORMAT: ("records.jsonl", "controls.csv", "report.html")}
 SIGNATURE_FORMAT = "aims-evidence-pack-signature/1"
+PACK_FILES = ("manifest.json", "records.jsonl", "controls.csv", "report.html")
+ZIP_FOLDER = "evidence-pack"
+MAX_UNZIPPED = 4 << 30  # a pack of 100,000 records is about 230 MB unpacked
 CSV_HEADER = ["framework", "control", "title", "records", "kinds", "first", "last", "agent", "applicable"]
 
 
@@ -91,14 +96,20 @@ def _control_key(control: str) -> tuple[int, str, list[Any]]:
 
 
 def control_rows(per_control: dict[str, dict[str, Any]], control_map: ControlMap) -> list[ControlRow]:
-    """The per-control summary: controls with evidence, and Annex A controls without any."""
+    """The per-control summary: controls with evidence, Annex A controls without any, and the controls the
+    Statement of Applicability excludes. An excluded control is listed as not applicable and counts no
+    records, even when records written before the exclusion carry it: the pack must not present evidence
+    for a control the SoA says does not apply (and the GRC push never links one)."""
+    none: dict[str, Any] = {"records": 0, "kinds": set(), "first": None, "last": None}
     rows = []
-    for control in sorted(set(per_control) | set(control_map.catalogue()), key=_control_key):
+    every = set(per_control) | set(control_map.catalogue()) | control_map.not_applicable
+    for control in sorted(every, key=_control_key):
         fw, _, cid = control.partition(":")
-        pc = per_control.get(control, {"records": 0, "kinds": set(), "first": None, "last": None})
+        applicable = control not in control_map.not_applicable
+        pc = per_control.get(control, none) if applicable else none
         agent = ANNEX_A[cid][1] if fw == "iso42001" and cid in ANNEX_A else ""
         rows.append(ControlRow(fw, cid, control_map.title(control), pc["records"], sorted(pc["kinds"]),
-                               pc["first"], pc["last"], agent, control not in control_map.not_applicable))
+                               pc["first"], pc["last"], agent, applicable))
     return rows
 
 
@@ -124,14 +135,21 @@ def export_pack(store: Store, out: Path, *, since: str | None = None, until: str
     t = EvidenceRecord.__table__.c
     # the JSON columns are read as their stored text and written into the pack as they are: decoding and
     # re-encoding every payload would be most of the export's time
-    q = select(t.seq, t.ts, t.kind, t.system_id, type_coerce(t.controls, Text), type_coerce(t.payload, Text),
-               t.prev_hash, t.hash).where(t.seq > SIGNATURE_SEQ).order_by(t.seq)
+    # the period selects a range of the chain: from the first record stamped inside it to the last one.
+    # Timestamps need not rise with seq (a check judged "as of" an earlier time, the API's wall clock),
+    # so the range is then exported whole, by seq, and every record in it counted as outside or inside.
+    bounds = select(func.min(t.seq), func.max(t.seq)).where(t.seq > SIGNATURE_SEQ)
     if lo:
-        q = q.where(t.ts >= lo)
+        bounds = bounds.where(t.ts >= lo)
     if hi:
-        q = q.where(t.ts < hi)
+        bounds = bounds.where(t.ts < hi)
+    q = select(t.seq, t.ts, t.kind, t.system_id, type_coerce(t.controls, Text), type_coerce(t.payload, Text),
+               t.prev_hash, t.hash).order_by(t.seq)
     controls_cache: dict[str, list[str]] = {}
+    outside = 0
     with store.session() as s:
+        lo_seq, hi_seq = s.execute(bounds).one()
+        q = q.where(t.seq >= (lo_seq if lo_seq is not None else 1), t.seq <= (hi_seq if hi_seq is not None else 0))
         with records_path.open("w", encoding="utf-8") as fh:
             for seq, ts, kind, system_id, controls_raw, payload_raw, prev_hash, rec_hash in s.execute(
                     q.execution_options(yield_per=2000)):
@@ -140,10 +158,11 @@ def export_pack(store: Store, out: Path, *, since: str | None = None, until: str
                 if first_seq is None:
                     first_seq, anchor = seq, prev_hash
                 elif last_seq is not None and seq != last_seq + 1:
-                    raise EvidenceError(f"ledger records {last_seq + 1}..{seq - 1} are missing from the store "
-                                        "(or their timestamps fall outside the period)")
+                    raise EvidenceError(f"ledger records {last_seq + 1}..{seq - 1} are missing from the store")
                 last_seq, head = seq, rec_hash
                 total += 1
+                if (lo and ts < lo) or (hi and ts >= hi):
+                    outside += 1
                 controls = controls_cache.get(controls_text)
                 if controls is None:
                     controls = controls_cache.setdefault(controls_text, json.loads(controls_text))
@@ -165,8 +184,8 @@ def export_pack(store: Store, out: Path, *, since: str | None = None, until: str
                     pc = per_control[control]
                     pc["records"] += 1
                     pc["kinds"].add(kind)
-                    pc["first"] = pc["first"] or ts
-                    pc["last"] = ts
+                    pc["first"] = min(pc["first"] or ts, ts)
+                    pc["last"] = max(pc["last"] or ts, ts)
         ledger_len = s.execute(select(func.count()).select_from(EvidenceRecord)
                                .where(EvidenceRecord.seq > SIGNATURE_SEQ)).scalar_one()
         if signer is not None:
@@ -187,7 +206,7 @@ def export_pack(store: Store, out: Path, *, since: str | None = None, until: str
         "system": system,
         "records": count,
         "chain": {"first_seq": first_seq, "last_seq": last_seq, "anchor_prev_hash": anchor, "head_hash": head,
-                  "length": total, "ledger_records_at_export": ledger_len},
+                  "length": total, "stamped_outside_period": outside, "ledger_records_at_export": ledger_len},
         "controls_source": str(control_map.source.name),
     }
     report_path = out / "report.html"
@@ -222,17 +241,55 @@ def _signed_content(manifest: dict[str, Any]) -> bytes:
                       **{k: v for k, v in manifest.items() if k != "signature"}})
 
 
+def zip_pack(pack: Path, dest: Path | BinaryIO) -> None:
+    """Write a pack folder as a zip with its files under ``evidence-pack/``."""
+    with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(pack.iterdir()):
+            zf.write(f, f"{ZIP_FOLDER}/{f.name}")
+
+
 def export_zip(store: Store, *, since: str | None = None, until: str | None = None, system: str | None = None,
                signer: HeadSigner | None = None, control_map: ControlMap | None = None) -> bytes:
-    """The pack as a zip (files under ``evidence-pack/``), for the API; unzip and verify it as a folder."""
+    """The pack as a zip (files under ``evidence-pack/``); unzip and verify it as a folder."""
     with tempfile.TemporaryDirectory(prefix="aims-pack-") as tmp:
-        pack = Path(tmp) / "evidence-pack"
+        pack = Path(tmp) / ZIP_FOLDER
         export_pack(store, pack, since=since, until=until, system=system, signer=signer, control_map=control_map)
         buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for f in sorted(pack.iterdir()):
-                zf.write(f, f"evidence-pack/{f.name}")
+        zip_pack(pack, buf)
         return buf.getvalue()
+
+
+def unzip_pack(archive: Path, dest: Path, *, max_bytes: int = MAX_UNZIPPED) -> Path:
+    """Unpack a zipped pack into ``dest`` and return the pack folder.
+
+    Only a pack's own files are taken, at the top or under one folder; anything else (other names, paths
+    leaving the folder, more than ``max_bytes`` once decompressed, counted as it inflates rather than
+    trusting the sizes the archive declares) is refused with ``InputError``.
+    """
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InputError("not a zip archive of an evidence pack") from exc
+    written = 0
+    with zf:
+        names = [i for i in zf.infolist() if not i.is_dir()]
+        prefixes = {i.filename.rpartition("/")[0] for i in names}
+        if not names or len(names) > len(PACK_FILES) or len(prefixes) != 1 or "/" in next(iter(prefixes)):
+            raise InputError("the archive must hold the pack's files, at its top or in one folder")
+        for info in names:
+            base = info.filename.rpartition("/")[2]
+            if base not in PACK_FILES:
+                raise InputError(f"{info.filename!r} is not a file of an evidence pack ({', '.join(PACK_FILES)})")
+            try:
+                with zf.open(info) as src, (dest / base).open("wb") as out:
+                    for block in iter(lambda: src.read(1 << 20), b""):
+                        written += len(block)
+                        if written > max_bytes:
+                            raise InputError(f"the pack unpacks to more than {max_bytes} bytes")
+                        out.write(block)
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+                raise InputError(f"{info.filename}: cannot be unpacked: {exc}") from exc
+    return dest
 
 
 def push_to_grc(store: Store, evidence_cfg: EvidenceConfig, *, since: str | None = None, until: str | None = None,
@@ -249,16 +306,19 @@ def push_to_grc(store: Store, evidence_cfg: EvidenceConfig, *, since: str | None
         manifest = json.loads(zf.read("evidence-pack/manifest.json"))
         with zf.open("evidence-pack/controls.csv") as fh:
             evidenced = [f"{r['control']}" for r in csv.DictReader(io.TextIOWrapper(fh, encoding="utf-8"))
-                         if r["framework"] == "iso42001" and int(r["records"] or 0) > 0]
+                         if r["framework"] == "iso42001" and r["applicable"] == "yes" and int(r["records"] or 0) > 0]
     chain = manifest["chain"]
     period = manifest["period"]
     name = grc.evidence_name + (f" ({system})" if system else "")
+    # what the pack holds, not when it was made: exporting the same period again (a retry) gives the same key
+    key = hashlib.sha256(canonical({"system": system, "period": period, "records": manifest["files"]["records.jsonl"],
+                                    "controls": manifest["files"]["controls.csv"]})).hexdigest()[:32]
     client = CisoAssistant(grc.url, grc.token.get_secret_value(), allowed_hosts=grc.allowed_hosts,
                            timeout_s=grc.timeout_s)
     try:
         return client.push_pack(
             archive=archive, filename=f"aims-evidence-{(period['until'] or manifest['generated_at'])[:10]}.zip",
-            name=name, folder=grc.folder, compliance_assessment=grc.compliance_assessment, controls=evidenced,
+            name=name, folder=grc.folder, key=key, compliance_assessment=grc.compliance_assessment, controls=evidenced,
             description="Monitoring evidence exported by aims-agent: hash-chained records, per-control summary, "
                         "report. Verify offline with `aims-agent evidence verify`.",
             observation=f"period {period['since'] or 'start'} to {period['until'] or manifest['generated_at']}; "
@@ -271,26 +331,55 @@ def verify_pack(folder: Path, *, verifier: HeadSigner | None = None) -> int:
     return verify_pack_report(folder, verifier=verifier)[0]
 
 
-def verify_pack_report(folder: Path, *, verifier: HeadSigner | None = None) -> tuple[int, str]:
-    """Verify a pack folder; returns (records verified, what was established about its signature)."""
+def compare_with_ledger(s: Session, folder: Path) -> str:
+    """Whether a verified pack is a piece of this ledger: its head hash must be the hash of the ledger's
+    record with the same seq, which (the hashes being chained) fixes every record before it too.
+
+    Raises ``LedgerIntegrityError`` when the pack claims records the ledger does not have or differs from
+    it (a pack rewritten with its manifest, or one exported from another ledger); returns what was found.
+    """
+    chain = read_manifest(folder)["chain"]
+    last = chain.get("last_seq")
+    if not isinstance(last, int):
+        return "empty pack: nothing to compare with the ledger"
+    row = s.get(EvidenceRecord, last) if last > SIGNATURE_SEQ else None
+    if row is None:
+        end = s.execute(select(func.max(EvidenceRecord.seq))).scalar_one_or_none() or 0
+        if last > end:
+            raise LedgerIntegrityError(f"the pack ends at record {last} but this ledger at {end}: the pack is "
+                                       "not from this ledger, or was forged", seq=end + 1)
+        return f"not compared: record {last} is no longer in the ledger (purged)"
+    if row.hash != chain["head_hash"]:
+        raise LedgerIntegrityError(f"the pack's record {last} is not this ledger's record {last}: the pack was "
+                                   "rewritten with its manifest, or exported from another ledger", seq=last)
+    return f"matches this ledger (records {chain.get('first_seq')}..{last})"
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """A pack's manifest, checked for the fields verification relies on (``EvidenceError`` otherwise:
+    without a usable manifest nothing can be established, which is not the same as tampering)."""
     try:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EvidenceError(f"{folder}: cannot read manifest.json: {exc}") from exc
     if not isinstance(manifest, dict) or manifest.get("format") not in FORMATS:
-        raise EvidenceError(f"{folder}: not an evidence pack (format {manifest.get('format')!r})")
-    files = manifest.get("files", {})
-    for name in FORMATS[manifest["format"]]:
-        if name not in files:
-            raise LedgerIntegrityError(f"the manifest does not list {name}", seq=None)
-    for name, digest in files.items():
-        path = folder / name
-        if not path.exists():
-            raise LedgerIntegrityError(f"{name} is missing from the pack", seq=None)
-        if name != "records.jsonl" and sha256_file(path) != digest:
-            raise LedgerIntegrityError(f"{name} was altered (SHA-256 differs from the manifest)", seq=None)
-    chain = manifest.get("chain", {})
+        fmt = manifest.get("format") if isinstance(manifest, dict) else None
+        raise EvidenceError(f"{folder}: not an evidence pack (manifest format {fmt!r})")
+    chain, files = manifest.get("chain"), manifest.get("files")
+    if not isinstance(chain, dict) or not isinstance(files, dict):
+        raise EvidenceError(f"{folder}: manifest.json has no `chain` or `files` section")
+    first, length = chain.get("first_seq"), chain.get("length")
+    if not (first is None or isinstance(first, int)) or not isinstance(length, int) or not all(
+            isinstance(chain.get(k), str) for k in ("anchor_prev_hash", "head_hash")):
+        raise EvidenceError(f"{folder}: manifest.json's `chain` lacks first_seq, length, anchor_prev_hash or "
+                            "head_hash")
+    return manifest
+
+
+def verify_chain_file(records_path: Path, chain: dict[str, Any]) -> int:
+    """Verify a records file against a manifest's ``chain``: its anchor, length and head pin both ends."""
     first = chain.get("first_seq")
+    length = int(chain["length"])
     last: list[Record | Stub] = []
 
     def remember(records: Iterator[Record | Stub]) -> Iterator[Record | Stub]:
@@ -298,15 +387,34 @@ def verify_pack_report(folder: Path, *, verifier: HeadSigner | None = None) -> t
             last[:] = [rec]
             yield rec
 
-    n = verify_records(remember(read_jsonl(folder / "records.jsonl")), expect_start=first if first is not None else 1,
-                       expect_prev=chain.get("anchor_prev_hash", GENESIS))
-    if n != chain.get("length", n):
+    n = verify_records(remember(read_jsonl(records_path)), expect_start=first if first is not None else 1,
+                       expect_prev=chain["anchor_prev_hash"])
+    if n < length:
         at = (last[0].seq + 1) if last else first
-        raise LedgerIntegrityError(f"the pack ends early: {n} of {chain.get('length')} records "
-                                   f"(first missing: {at})", seq=at)
-    if last and last[0].hash != chain.get("head_hash"):
+        raise LedgerIntegrityError(f"the pack ends early: {n} of {length} records (first missing: {at})", seq=at)
+    if n > length:
+        at = (first or 1) + length
+        raise LedgerIntegrityError(f"the pack holds {n} records, its manifest {length} (first extra: {at})", seq=at)
+    if last and last[0].hash != chain["head_hash"]:
         raise LedgerIntegrityError(f"record {last[0].seq}'s hash is not the manifest's head: the chain was "
                                    "rewritten", seq=last[0].seq)
+    return n
+
+
+def verify_pack_report(folder: Path, *, verifier: HeadSigner | None = None) -> tuple[int, str]:
+    """Verify a pack folder; returns (records verified, what was established about its signature)."""
+    manifest = read_manifest(folder)
+    files = manifest["files"]
+    for name in FORMATS[manifest["format"]]:
+        if name not in files:
+            raise LedgerIntegrityError(f"the manifest does not list {name}", seq=None)
+    for name, digest in files.items():
+        path = folder / name
+        if Path(name).name != name or not path.is_file():
+            raise LedgerIntegrityError(f"{name} is missing from the pack", seq=None)
+        if name != "records.jsonl" and sha256_file(path) != digest:
+            raise LedgerIntegrityError(f"{name} was altered (SHA-256 differs from the manifest)", seq=None)
+    n = verify_chain_file(folder / "records.jsonl", manifest["chain"])
     if sha256_file(folder / "records.jsonl") != files.get("records.jsonl"):
         raise LedgerIntegrityError("records.jsonl differs from the manifest's digest although the chain holds",
                                    seq=None)
@@ -338,18 +446,35 @@ def _check_pack_signature(manifest: dict[str, Any], verifier: HeadSigner | None)
     return f"verified ({algorithm}, key {key_id})"
 
 
-def verify_path(target: str, *, key_file: str | None = None) -> tuple[bool, str]:
-    """Verify a pack folder, a records .jsonl file, a config file's ledger or a database URL's ledger."""
+VERIFY_INTACT, VERIFY_TAMPERED, VERIFY_UNUSABLE = 0, 1, 2
+
+
+def failure(exc: LedgerIntegrityError) -> str:
+    """How a failed verification is reported, naming the first bad record when there is one."""
+    where = f" (first bad record: {exc.seq})" if exc.seq is not None else ""
+    return f"evidence verification FAILED: {exc}{where}"
+
+
+def verify_path(target: str, *, key_file: str | None = None) -> tuple[int, str]:
+    """Verify a pack (folder or zip), a records .jsonl file, a config file's ledger or a database URL's ledger.
+
+    Returns (status, message): ``VERIFY_INTACT`` (0), ``VERIFY_TAMPERED`` (1, the message names the first
+    bad record) or ``VERIFY_UNUSABLE`` (2: no such path, not a pack, an unreadable manifest or key, a
+    config that does not load), so a script can tell tampered evidence from a wrong argument.
+    """
     try:
         verifier = load_verifier(Path(key_file)) if key_file else None
         path = Path(target)
         if path.is_dir():
             n, sig = verify_pack_report(path, verifier=verifier)
-            return True, f"{target}: intact evidence pack ({n} records); signature: {sig}"
-        if path.suffix in (".jsonl", ".ndjson") and path.exists():
-            n = verify_records(read_jsonl(path), expect_start=None, expect_prev=None)
-            return True, f"{target}: intact chain of {n} records"
-        if path.suffix in (".yaml", ".yml") and path.exists():
+            return VERIFY_INTACT, f"{target}: intact evidence pack ({n} records); signature: {sig}"
+        if path.suffix == ".zip" and path.is_file():
+            with tempfile.TemporaryDirectory(prefix="aims-verify-") as tmp:
+                n, sig = verify_pack_report(unzip_pack(path, Path(tmp)), verifier=verifier)
+            return VERIFY_INTACT, f"{target}: intact evidence pack ({n} records); signature: {sig}"
+        if path.suffix in (".jsonl", ".ndjson") and path.is_file():
+            return VERIFY_INTACT, _verify_records_file(path)
+        if path.suffix in (".yaml", ".yml") and path.is_file():
             from agent.evidence import signer_from_config
             from config.loader import load_config
             from connectors.registry import sink_config_model, source_config_model
@@ -359,17 +484,46 @@ def verify_path(target: str, *, key_file: str | None = None) -> tuple[bool, str]
             verifier = verifier or signer_from_config(cfg.agent.evidence, path.resolve().parent)
         elif "://" in target:
             url = target
+        elif path.exists():
+            return VERIFY_UNUSABLE, (f"aims-agent: {target}: not a pack folder or .zip, .jsonl file, config file or "
+                                     "database URL")
         else:
-            return False, f"aims-agent: {target}: not a pack folder, .jsonl file, config file or database URL"
+            return VERIFY_UNUSABLE, f"aims-agent: {target}: no such file or folder"
         store = Store(url, migrate=False)
         try:
             with store.session() as s:
                 result = check_ledger(s, verifier=verifier)
         finally:
             store.close()
-        return True, result.describe()
+        return VERIFY_INTACT, result.describe()
     except LedgerIntegrityError as exc:
-        where = f" (first bad record: {exc.seq})" if exc.seq is not None else ""
-        return False, f"aims-agent: evidence verification FAILED: {exc}{where}"
+        return VERIFY_TAMPERED, f"aims-agent: {failure(exc)}"
     except AimsError as exc:
-        return False, f"aims-agent: {exc}"
+        # one line: a driver's message may go on with the SQL it ran
+        return VERIFY_UNUSABLE, f"aims-agent: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+
+
+def _verify_records_file(path: Path) -> str:
+    """A records file on its own proves only that its records chain; beside its pack's manifest, the
+    manifest's anchor, length and head pin the first and the last record too."""
+    sibling = path.parent / "manifest.json"
+    if sibling.is_file():
+        manifest = read_manifest(path.parent)
+        if manifest["files"].get(path.name) is not None and path.name == "records.jsonl":
+            chain = manifest["chain"]
+            n = verify_chain_file(path, chain)
+            return (f"{path}: intact chain of {n} records, anchored by {sibling.name} (records "
+                    f"{chain.get('first_seq')}..{chain.get('last_seq')}, head {str(chain['head_hash'])[:16]}); "
+                    f"verify the folder to check the manifest itself and its signature")
+    seqs: list[int] = []  # the first and the last seen
+
+    def ends(records: Iterator[Record | Stub]) -> Iterator[Record | Stub]:
+        for rec in records:
+            seqs[min(len(seqs), 1):] = [rec.seq]
+            yield rec
+
+    n = verify_records(ends(read_jsonl(path)), expect_start=None, expect_prev=None)
+    span = f" (records {seqs[0]}..{seqs[-1]})" if seqs else ""
+    return (f"{path}: intact chain of {n} records{span}, UNANCHORED: nothing pins its first or last record, so "
+            "records removed from either end would not show. Verify the pack folder (its manifest anchors the "
+            "chain) or the ledger itself")

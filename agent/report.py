@@ -78,8 +78,8 @@ class ReportData:
     def count(self, ts: str, kind: str, system_id: str | None, controls: list[str]) -> None:
         """A record the report only counts (its payload is not drawn)."""
         self.records += 1
-        self.first_ts = self.first_ts or ts
-        self.last_ts = ts
+        self.first_ts = min(self.first_ts or ts, ts)
+        self.last_ts = max(self.last_ts or ts, ts)
         sysd = self.systems[system_id or "(agent)"]
         sysd.kinds[kind] += 1
         for c in controls:
@@ -352,6 +352,7 @@ def render_html(data: ReportData, *, manifest: dict[str, Any], controls: list[Co
            + f", anchored on <code>{_e(chain.get('anchor_prev_hash'))}</code>, head "
            f"<code>{_e(chain.get('head_hash'))}</code>. Verify offline with "
            "<code>aims-agent evidence verify &lt;this folder&gt;</code>.</p>"]
+    excluded = {f"{r.framework}:{r.control}" for r in controls if not r.applicable}
     for system_id in sorted(data.systems):
         sysd = data.systems[system_id]
         if system_id == "(agent)" and not sysd.runs:
@@ -379,7 +380,8 @@ def render_html(data: ReportData, *, manifest: dict[str, Any], controls: list[Co
             out.append("</tbody></table></details>")
         out.append("<h3>Controls evidenced by this system</h3><table><thead><tr><th>control</th><th>records</th>"
                    "</tr></thead><tbody>")
-        out += [f"<tr><td>{_e(c)}</td><td>{n}</td></tr>" for c, n in sorted(sysd.controls.items())]
+        out += [f"<tr><td>{_e(c)}</td><td>{n}</td></tr>" for c, n in sorted(sysd.controls.items())
+                if c not in excluded]
         out.append("</tbody></table>")
     out.append("<h2 id=\"controls-section\">Controls</h2><p>Every control with evidence in the period, and every "
                "ISO/IEC 42001 Annex A control without any (organisational controls cannot be evidenced by a "

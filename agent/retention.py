@@ -7,19 +7,22 @@ starts the chain there instead of at the genesis hash. The purge record is itsel
 by the signed head), so moving the anchor afterwards breaks the chain.
 
 The EU AI Act asks providers (Art. 19(1)) and deployers (Art. 26(6)) to keep logs for at least six
-months: a retention below ``MIN_RETENTION_DAYS`` is refused.
+months: a retention below ``MIN_RETENTION_DAYS`` is refused, and so is a purge "as of" a time in the
+future (which would cut records younger than the retention period). A purge first verifies the whole
+ledger, with the signing key when one is configured: deleting a tampered prefix would destroy the
+evidence of the tampering, and appending to a rewritten chain would sign it.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, func, select
 
-from agent.evidence import SIGNATURE_SEQ, Ledger, iso, ledger_anchor
-from agent.schema import EvidenceRecord
+from agent.evidence import SIGNATURE_SEQ, Ledger, check_ledger, iso, ledger_anchor
+from agent.schema import EvidenceRecord, LedgerHead
 from agent.store import Store
 from config.errors import InputError
 
@@ -48,12 +51,23 @@ class PurgeResult:
 
 
 def purge(store: Store, ledger: Ledger, now: datetime, retention_days: int, *, dry_run: bool = False) -> PurgeResult:
-    """Remove records older than ``retention_days`` before ``now`` and record the new anchor."""
+    """Remove records older than ``retention_days`` before ``now`` and record the new anchor.
+
+    Raises ``InputError`` for a retention below six months or a ``now`` in the future (a dry run may look
+    ahead), and ``LedgerIntegrityError`` when the ledger does not verify: nothing is deleted then.
+    """
     if retention_days < MIN_RETENTION_DAYS:
         raise InputError(f"retention of {retention_days} days is below the EU AI Act minimum of six months "
                          f"({MIN_RETENTION_DAYS} days; Arts. 19(1) and 26(6))")
+    now = now if now.tzinfo else now.replace(tzinfo=UTC)
+    if not dry_run and now > datetime.now(UTC):
+        raise InputError(f"cannot purge as of {iso(now)}: that is in the future, and would remove records "
+                         f"younger than {retention_days} days (use --dry-run to look ahead)")
     cutoff = iso(now - timedelta(days=retention_days))
     with store.transaction() as s:
+        # hold the head while verifying and cutting, so no record is appended in between
+        s.execute(select(LedgerHead).where(LedgerHead.id == 1).with_for_update())
+        check_ledger(s, verifier=ledger.signer)
         start, _ = ledger_anchor(s)
         # the first record still inside the period ends the purgeable prefix, even if a later record
         # carries an older timestamp: the chain is only ever cut at one place

@@ -153,7 +153,8 @@ def _entry(system: SystemConfig, check: str, subject: str, decision: Decision | 
     treatment = ("retain: keep monitoring" if level == "low" else
                  "change likelihood: act on the open incident (fix the pipeline, refresh the reference, retrain "
                  "or mitigate) and verify with the next windows")
-    my_triggers = [t for t in triggers if str(t.payload.get("subject", "")).startswith(check)]
+    # a trigger's subject is "<incident kind>:<subject>" ("bias:sex" for the fairness check on sex)
+    my_triggers = [t for t in triggers if str(t.payload.get("subject", "")) == f"{kind}:{subject}"]
     review = now + (timedelta(days=7) if open_ or my_triggers else timedelta(days=REVIEW_DAYS))
     log = [f"{judged} windows judged" + (f", evidence records {seqs[0]}..{seqs[-1]}" if seqs else "")]
     log += [f"incident #{i.id} {i.status} ({i.severity}), opened {utc(i.opened_at).isoformat()}" for i in mine[-5:]]

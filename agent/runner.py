@@ -38,9 +38,11 @@ from agent.evidence import ledger_from_config
 from agent.exposition import families_of_phase, series_key
 from agent.incidents import IncidentChange, IncidentManager, Outbox, utc
 from agent.playbooks import Playbooks
-from agent.schema import CheckRun, CheckStat, Decision, MetricValue, Watermark
+from agent.reference import read_reference
+from agent.schema import CheckRun, CheckStat, Decision, EvidenceRecord, MetricValue, Watermark
 from agent.stages import StageRecorder
 from agent.store import Store
+from agent.window_digest import aggregates_digest, input_digest
 from config.errors import AimsError, ConfigError, InputError, Problem, SourceError, StateStoreError
 from config.loader import config_digest
 from config.model import AgentConfig, LocalFolderSinkConfig, PluginSourceConfig, SystemConfig
@@ -144,23 +146,43 @@ class Agent:
         self.outbox = Outbox(self.store, self.ledger, self.sinks)
         self._sources: dict[str, Source] = {}
         self._references: dict[str, SystemReference] = {}
+        # what each system's reference was read from, for check-run evidence: path@sha256 for files
+        self.reference_names: dict[str, str] = {}
         self.config_digest = config_digest(cfg)
         # per-stage outcomes go to the store, so every replica (and every process) serves the same ones
         self.stage_hook: StageHook | None = StageRecorder(self.store)
 
     # -- life cycle ---------------------------------------------------------------------------------
-    def record_config_loaded(self, source: str) -> None:
+    def record_config_loaded(self, source: str, *, only_if_changed: bool = False) -> None:
+        """Record the configuration in force (``config_loaded``), then any model version it changed.
+
+        The service records every start. ``only_if_changed`` is for one-shot runs (``check`` from cron):
+        they record a load only when the configuration differs from the last one recorded, so a job
+        every five minutes does not add a record each time, yet a changed config or model version is
+        recorded (and a model change raised) on the first run that sees it.
+        """
         with self.store.transaction() as s:
-            self.ledger.append(s, "config_loaded", {
-                "config_digest": self.config_digest, "file": source,
-                "systems": [{"id": x.id, "model": f"{x.model.name} {x.model.version}", "owner": x.owner.team,
-                             "role": x.role.value, "risk_tier": x.risk_tier.value,
-                             "lifecycle_stage": x.lifecycle_stage.value} for x in self.cfg.systems],
-            }, now=self.clock())
+            last = s.execute(select(EvidenceRecord).where(EvidenceRecord.kind == "config_loaded")
+                             .order_by(EvidenceRecord.seq.desc()).limit(1)).scalar_one_or_none()
+            if not (only_if_changed and last is not None and last.payload.get("config_digest") == self.config_digest):
+                self.ledger.append(s, "config_loaded", {
+                    "config_digest": self.config_digest, "file": source,
+                    "systems": [{"id": x.id, "model": f"{x.model.name} {x.model.version}", "owner": x.owner.team,
+                                 "role": x.role.value, "risk_tier": x.risk_tier.value,
+                                 "lifecycle_stage": x.lifecycle_stage.value} for x in self.cfg.systems],
+                }, now=self.clock())
         from agent.risk import detect_model_changes
 
         # a new model version is a re-assessment trigger (ISO 42001 A.5.2, A.6.2.5)
         detect_model_changes(self.store, self.cfg, ledger=self.ledger, incidents=self.incidents, now=self.clock())
+
+    def record_reassessment_triggers(self, now: datetime | None = None) -> int:
+        """After check runs: raise sustained drift and new bias breaches as impact re-assessment triggers
+        (ISO 42001 A.5.2), each once. Returns how many were raised."""
+        from agent.risk import detect_reassessment_triggers
+
+        return len(detect_reassessment_triggers(self.store, self.cfg, self.ledger, self.incidents,
+                                                now or self.clock()))
 
     def close(self) -> None:
         for src in self._sources.values():
@@ -178,13 +200,14 @@ class Agent:
         if ref is None:
             src = build_source(system, "reference", self.base_dir, self.store)
             try:
-                frame = src.read_all(columns=self._columns(system))
+                frame, name = read_reference(src, columns=self._columns(system))
             finally:
                 src.close()
             if frame.empty:
                 raise InputError(f"system {system.id}: the reference data has no rows")
             ref = SystemReference.build(system, frame, aggregates=self.aggregated(system))
             self._references[system.id] = ref
+            self.reference_names[system.id] = name
         return ref
 
     def aggregated(self, system: SystemConfig) -> bool:
@@ -278,6 +301,7 @@ class Agent:
 
                 with self._stage(system.id, "metrics"):
                     ev = evaluate_aggregates(system, ref, agg, present, read, phase)
+                    digest = aggregates_digest(agg)
             else:
                 with self._stage(system.id, "read"):
                     ref = self.reference(system)
@@ -288,6 +312,8 @@ class Agent:
                         df = self._join_labels(system, df, start, end)
                 with self._stage(system.id, "metrics"):
                     ev = evaluate_window(system, ref, df, phase, rejected)
+                    digest = input_digest(df, columns=self._columns(system),
+                                          timestamp_column=system.schema_.timestamp_column)
             if by_id is not None and ids is not None:
                 late = by_id.count_late(start, ids)
                 ev.results["id_range"] = list(ids)
@@ -298,8 +324,8 @@ class Agent:
         duration = time.perf_counter() - t0
         try:
             with self._stage(system.id, "commit"):
-                return self._commit(system, start, end, now, ev, duration, ref, phase,
-                                    ids[1] if ids is not None and phase != "labels" else None)
+                return self._commit(system, start, end, now, ev, duration, ref, phase, digest=digest,
+                                    counted_id=ids[1] if ids is not None and phase != "labels" else None)
         except StateStoreError as exc:
             if isinstance(exc.__cause__, IntegrityError):
                 log.info("window %s of %s was judged by another replica", start, system.id)
@@ -348,8 +374,8 @@ class Agent:
         return merged.drop(columns=[c for c in ("__id", "__label_ts") if c in merged.columns])
 
     def _commit(self, system: SystemConfig, start: datetime, end: datetime, now: datetime,
-                ev: WindowEvaluation, duration: float, ref: SystemReference, phase: Phase = "all",
-                counted_id: Any = None) -> RunOutcome:
+                ev: WindowEvaluation, duration: float, ref: SystemReference, phase: Phase = "all", *,
+                digest: str, counted_id: Any = None) -> RunOutcome:
         outcome = RunOutcome(system.id, start, end, ev.status, rows=ev.rows, verdicts=ev.verdicts,
                              results=ev.results)
         verdicts = [*ev.verdicts, Verdict("collection", "source", "ok", value=0.0, threshold=None,
@@ -361,7 +387,8 @@ class Agent:
             s.flush()
             record = self.ledger.append(s, "check_run", {
                 "check_run_id": run.id, "phase": phase, "window": {"start": start, "end": end}, "rows": ev.rows,
-                "status": ev.status, "config_digest": self.config_digest, "reference_digest": ref.digest,
+                "status": ev.status, "input_digest": digest, "config_digest": self.config_digest,
+                "reference": self.reference_names.get(system.id), "reference_digest": ref.digest,
                 "reference_rows": ref.rows, "model": f"{system.model.name} {system.model.version}",
                 "source": self.source(system).describe(), "duration_s": round(duration, 6),
                 "verdicts": [{"check": v.check, "subject": v.subject, "state": v.state, "value": v.value,

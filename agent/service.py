@@ -67,11 +67,7 @@ class Service:
                 return None
             outcomes = self.agent.run_system(system_id)
             if outcomes:
-                from agent.risk import detect_reassessment_triggers
-
-                # sustained drift and new bias breaches are impact re-assessment triggers (A.5.2)
-                detect_reassessment_triggers(self.agent.store, self.agent.cfg, self.agent.ledger,
-                                             self.agent.incidents, datetime.now(UTC))
+                self.agent.record_reassessment_triggers(datetime.now(UTC))
         for o in outcomes:
             log.info("system=%s window=%s..%s status=%s rows=%d", system_id, o.window_start.isoformat(),
                      o.window_end.isoformat(), o.status, o.rows)

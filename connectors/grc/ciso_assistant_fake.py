@@ -5,6 +5,12 @@ It enforces what the real API does and a client can get wrong: ``Authorization: 
 pagination (small pages, so clients must follow ``next``); uploads as a raw body with a
 ``Content-Disposition`` filename (multipart is refused), replacing the revision's file and hashing it
 server-side; evidence names unique per folder; M2M lists replaced, not merged, on PATCH.
+
+Switches reproduce what a client must survive: ``fail_uploads`` answers that many uploads with 503 (the
+revision stays empty, as when a connection drops mid-upload); ``ignore_urn_filter`` answers requirement
+assessment lists unfiltered by URN, as a server that does not know the filter would;
+``requirement_as_id`` answers with the requirement node's id (older servers) instead of the nested node,
+whose URN is then at ``/api/requirement-nodes/{id}/``.
 """
 
 from __future__ import annotations
@@ -28,7 +34,11 @@ class FakeCisoAssistant:
         self.evidences: dict[str, dict[str, Any]] = {}
         self.revisions: dict[str, dict[str, Any]] = {}
         self.requirement_assessments: dict[str, dict[str, Any]] = {}
+        self.requirement_nodes: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str]] = []
+        self.fail_uploads = 0
+        self.ignore_urn_filter = False
+        self.requirement_as_id = False
         self.lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -37,10 +47,12 @@ class FakeCisoAssistant:
         """A compliance assessment with one requirement assessment per Annex A control id given."""
         ca = str(uuid.uuid4())
         for control in controls:
-            rid = str(uuid.uuid4())
+            rid, nid = str(uuid.uuid4()), str(uuid.uuid4())
+            node = {"id": nid, "urn": f"urn:intuitem:risk:req_node:iso42001-2023:{control.lower()}",
+                    "ref_id": control}
+            self.requirement_nodes[nid] = node
             self.requirement_assessments[rid] = {
-                "id": rid, "compliance_assessment": ca, "folder": self.folder,
-                "requirement": {"urn": f"urn:intuitem:risk:req_node:iso42001-2023:{control.lower()}"},
+                "id": rid, "compliance_assessment": ca, "folder": self.folder, "requirement": node,
                 "evidences": [], "applied_controls": [], "result": "not_assessed", "status": "to_do"}
         return ca
 
@@ -110,8 +122,8 @@ class FakeCisoAssistant:
 
     def route(self, method: str, path: str, query: dict[str, str], raw: bytes,
               headers: dict[str, str]) -> tuple[int, Any]:
-        m = re.fullmatch(r"/api/(evidences|evidence-revisions|requirement-assessments)/(?:([0-9a-f-]+)/)?"
-                         r"(upload/)?", path)
+        m = re.fullmatch(r"/api/(evidences|evidence-revisions|requirement-assessments|requirement-nodes)/"
+                         r"(?:([0-9a-f-]+)/)?(upload/)?", path)
         if not m:
             return 404, {"detail": "Not found."}
         resource, oid, upload = m.groups()
@@ -121,6 +133,10 @@ class FakeCisoAssistant:
             return self._evidences(method, oid, query, raw)
         if resource == "evidence-revisions":
             return self._revisions(method, oid, query, raw)
+        if resource == "requirement-nodes":
+            if method == "GET" and oid in self.requirement_nodes:
+                return 200, self.requirement_nodes[oid]
+            return 404, {"detail": "Not found."}
         return self._assessments(method, oid, query, raw, path)
 
     def _evidences(self, method: str, oid: str | None, query: dict[str, str], raw: bytes) -> tuple[int, Any]:
@@ -180,22 +196,26 @@ class FakeCisoAssistant:
             rev = self.revisions[oid]
         else:
             return 404, {"detail": "Not found."}
+        if self.fail_uploads > 0:
+            self.fail_uploads -= 1
+            return 503, {"detail": "Service unavailable."}
         rev.update(attachment=name.group(1), content=raw, attachment_hash=hashlib.sha256(raw).hexdigest())
         return 200, {"detail": "uploaded"}
 
     def _assessments(self, method: str, oid: str | None, query: dict[str, str], raw: bytes,
                      path: str) -> tuple[int, Any]:
         if method == "GET" and oid is None:
-            items = [r for r in self.requirement_assessments.values()
+            by_urn = "requirement__urn" in query and not self.ignore_urn_filter
+            items = [self._public_assessment(r) for r in self.requirement_assessments.values()
                      if ("compliance_assessment" not in query or r["compliance_assessment"] == query[
                          "compliance_assessment"])
-                     and ("requirement__urn" not in query or r["requirement"]["urn"] == query["requirement__urn"])]
+                     and (not by_urn or r["requirement"]["urn"] == query["requirement__urn"])]
             return 200, self._page(items, "/api/requirement-assessments/", query)
         if oid not in self.requirement_assessments:
             return 404, {"detail": "Not found."}
         ra = self.requirement_assessments[oid]
         if method == "GET":
-            return 200, ra
+            return 200, self._public_assessment(ra)
         if method == "PATCH":
             body = json.loads(raw or b"{}")
             for key in ("evidences", "applied_controls"):
@@ -207,5 +227,8 @@ class FakeCisoAssistant:
             for key in ("result", "status", "observation"):
                 if key in body:
                     ra[key] = body[key]
-            return 200, ra
+            return 200, self._public_assessment(ra)
         return 405, {"detail": f'Method "{method}" not allowed.'}
+
+    def _public_assessment(self, ra: dict[str, Any]) -> dict[str, Any]:
+        return {**ra, "requirement": ra["requirement"]["id"]} if self.requirement_as_id else ra

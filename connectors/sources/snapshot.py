@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,18 +43,40 @@ class Snapshot:
 
 def freeze_window(source: Source, start: datetime, end: datetime, *, columns: Sequence[str], path: str | Path,
                   system_id: str | None = None) -> Snapshot:
-    """Read ``[start, end)`` from ``source`` and write it to ``path`` (Parquet) with its digest sidecar."""
+    """Read ``[start, end)`` from ``source`` and write it to ``path`` (Parquet) with its digest sidecar.
+
+    A frozen snapshot is never overwritten (``InputError`` if ``path`` exists) and never published half
+    written: both files are written under temporary names, the digest is taken from the finished Parquet
+    file, the sidecar is published first and the data last, so a reader sees either no snapshot or one
+    whose sidecar names its digest. An empty window is refused: it cannot serve as reference data.
+    """
     out = Path(path)
+    if out.exists():
+        raise InputError(f"{out} exists: a frozen snapshot is never overwritten (choose another path)")
     frame = source.read_window(start, end, columns=columns)
+    if frame.empty:
+        raise InputError(f"{source.describe()}: no rows in [{start.isoformat()}, {end.isoformat()}) to freeze")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(out)  # a reader never sees half a file
-    digest = file_digest(out)
-    meta = {"digest": digest, "rows": len(frame), "columns": [str(c) for c in frame.columns],
-            "window": {"start": start.astimezone(UTC).isoformat(), "end": end.astimezone(UTC).isoformat()},
-            "source": source.describe(), "system_id": system_id, "frozen_at": datetime.now(UTC).isoformat()}
-    Path(str(out) + ".json").write_text(json.dumps(meta, indent=2))
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    side = Path(str(out) + ".json")
+    side_tmp = side.with_name(f".{side.name}.{os.getpid()}.tmp")
+    try:
+        frame.to_parquet(tmp, index=False)
+        digest = file_digest(tmp)
+        meta = {"digest": digest, "rows": len(frame), "columns": [str(c) for c in frame.columns],
+                "window": {"start": start.astimezone(UTC).isoformat(), "end": end.astimezone(UTC).isoformat()},
+                "source": source.describe(), "system_id": system_id, "frozen_at": datetime.now(UTC).isoformat()}
+        side_tmp.write_text(json.dumps(meta, indent=2))
+        side_tmp.replace(side)
+        try:
+            os.link(tmp, out)  # fails rather than replace a snapshot frozen meanwhile
+        except FileExistsError as exc:
+            raise InputError(f"{out} exists: a frozen snapshot is never overwritten (choose another path)") from exc
+        except OSError:  # a file system without hard links: the existence check above has to do
+            tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+        side_tmp.unlink(missing_ok=True)
     return Snapshot(out, digest, len(frame))
 
 

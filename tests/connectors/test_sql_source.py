@@ -254,3 +254,17 @@ def test_one_window_of_aggregates_runs_concurrently_and_matches_the_single_queri
         assert agg.fairness["grp"].counts.tolist() == alone_fair.counts.tolist()
     finally:
         src.close()
+
+
+def test_the_digest_of_a_windows_aggregates_names_exactly_what_was_judged(db_url: str) -> None:
+    from agent.window_digest import aggregates_digest
+
+    _load(db_url, _rows(400, seed=9))
+    plan = PushdownPlan(numerical={"x": np.linspace(-3, 3, 13)}, categorical=["colour", "grp"],
+                        fairness=[["grp"]], prediction=HOSTILE_COL, label="label", threshold=0.5)
+    start, end = T0, T0 + timedelta(hours=3)
+    first = aggregates_digest(_source(db_url).summarise_window(start, end, plan))
+    # another connection, another concurrency (so another order of statements and rows): the same digest
+    assert aggregates_digest(_source(db_url, pushdown_concurrency=1).summarise_window(start, end, plan)) == first
+    _load(db_url, [{**_rows(1, seed=10)[0], "id": 10_000, "ts": T0.replace(tzinfo=None)}])
+    assert aggregates_digest(_source(db_url).summarise_window(start, end, plan)) != first

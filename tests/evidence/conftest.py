@@ -15,8 +15,19 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
-from agent.evidence import GENESIS, SIGNATURE_SEQ, ControlMap, HeadSigner, chain_hash, head_message, iso
-from agent.runner import Agent
+from agent.evidence import (
+    GENESIS,
+    SIGNATURE_SEQ,
+    ControlMap,
+    HeadSigner,
+    Record,
+    chain_hash,
+    head_message,
+    iso,
+    record_hash,
+)
+from agent.evidence_pack import _signed_content, sha256_file
+from agent.runner import Agent, Clock
 from agent.schema import EvidenceRecord, LedgerHead
 from agent.store import Store
 from config.loader import load_config
@@ -157,14 +168,45 @@ def ed25519_keys(tmp_path: Path) -> tuple[Path, Path]:
     return private, public
 
 
-def run_hours(sc: Scenario, shifts: list[float], *, bias: float = 0.0, signer: HeadSigner | None = None) -> Agent:
-    """Let the scenario's agent judge one hourly window per entry of ``shifts`` (drift of x1)."""
+def run_hours(sc: Scenario, shifts: list[float], *, bias: float = 0.0, signer: HeadSigner | None = None,
+              clock: Clock | None = None) -> Agent:
+    """Let the scenario's agent judge one hourly window per entry of ``shifts`` (drift of x1); ``clock``
+    stamps what is not stamped with the window's time (the config load), default the real clock."""
     for h, shift in enumerate(shifts):
         sc.hour(T0 + timedelta(hours=h), shift=shift, bias=bias)
-    agent = Agent(load_config(sc.config_path), base_dir=sc.dir)
+    agent = Agent(load_config(sc.config_path), base_dir=sc.dir, **({"clock": clock} if clock else {}))
     if signer is not None:
         agent.ledger.signer = signer
     agent.record_config_loaded(str(sc.config_path))
     agent.run_system("scoring", T0 + timedelta(hours=len(shifts)))
     agent.deliver(T0 + timedelta(hours=len(shifts)))
     return agent
+
+
+def rechain(records: list[dict[str, Any]], start: int) -> None:
+    """Alter record ``start`` and recompute every hash after it, as an attacker with the file would."""
+    records[start]["payload"]["forged"] = True
+    prev = records[start]["prev_hash"]
+    for r in records[start:]:
+        r["prev_hash"] = prev
+        r["hash"] = record_hash(prev, Record.from_json(r).content())
+        prev = r["hash"]
+
+
+def write_records(pack: Path, records: list[dict[str, Any]]) -> None:
+    (pack / "records.jsonl").write_text("".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n"
+                                                for r in records), encoding="utf-8")
+
+
+def rewrite_manifest(pack: Path, records: list[dict[str, Any]], *, resign: Any = None, drop_signature: bool = False
+                      ) -> None:
+    """The attacker's manifest: new digests and head, old (or no, or their own) signature."""
+    manifest = json.loads((pack / "manifest.json").read_text())
+    manifest["chain"]["head_hash"] = records[-1]["hash"]
+    manifest["chain"]["anchor_prev_hash"] = records[0]["prev_hash"]
+    manifest["files"]["records.jsonl"] = sha256_file(pack / "records.jsonl")
+    if drop_signature:
+        manifest.pop("signature", None)
+    if resign is not None:
+        manifest["signature"] = {**resign.public(), "value": resign.sign(_signed_content(manifest))}
+    (pack / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))

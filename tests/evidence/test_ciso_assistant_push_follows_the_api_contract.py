@@ -1,7 +1,8 @@
 """Pushing packs to CISO Assistant, contract-tested against the fake that ships beside the client: Token
-auth, limit/offset pagination, raw-body uploads with Content-Disposition, one new revision per push
-(never a re-upload), the server's SHA-256 cross-checked, requirement assessments found by Annex A URN and
-linked without dropping the evidence already linked (M2M lists are replaced on PATCH)."""
+auth, limit/offset pagination, raw-body uploads with Content-Disposition, one new revision per pack
+(never a re-upload; a retry neither leaves an empty revision nor adds a second one), the server's SHA-256
+cross-checked, requirement assessments found by Annex A URN, checked to be the ones asked for, and linked
+without dropping the evidence already linked (M2M lists are replaced on PATCH)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ import pytest
 import yaml
 
 from agent.evidence_pack import export_zip
-from config.errors import PermanentSinkError
-from connectors.grc.ciso_assistant import CisoAssistant, requirement_urn
+from config.errors import PermanentSinkError, RetryableSinkError
+from connectors.grc.ciso_assistant import CisoAssistant, PushResult, requirement_urn
 from connectors.grc.ciso_assistant_fake import FakeCisoAssistant
 from tests.conftest import Scenario
 from tests.evidence.conftest import cli, run_hours
@@ -111,3 +112,64 @@ def test_push_command_sends_the_exported_pack(scenario: Scenario, fake: FakeCiso
     assert TOKEN not in r.stdout + r.stderr
     r = cli("evidence", "push", "--config", str(scenario.config_path))
     assert r.returncode == 2 and "CA_TOKEN" in r.stderr
+
+
+def _push(client: CisoAssistant, fake: FakeCisoAssistant, archive: bytes, key: str, audit: str | None = None,
+          controls: list[str] | None = None) -> PushResult:
+    return client.push_pack(archive=archive, filename="pack.zip", name="aims-agent evidence", folder=fake.folder,
+                            description="monitoring", observation=f"period {key}", key=key,
+                            compliance_assessment=audit, controls=controls)
+
+
+def test_an_assessment_of_another_requirement_is_never_linked(fake: FakeCisoAssistant) -> None:
+    audit = fake.add_audit(["A.6.2.6", "A.2.2"])
+    fake.ignore_urn_filter = True  # the server hands back the whole audit, whatever URN was asked for
+    client = _client(fake)
+    result = _push(client, fake, b"PK pack", "q1", audit, ["A.7.4", "A.2.2"])
+    assert result.unmatched == ["A.7.4"] and len(result.linked) == 1
+    linked = [ra for ra in fake.requirement_assessments.values() if ra["evidences"]]
+    assert [ra["requirement"]["urn"] for ra in linked] == [requirement_urn("A.2.2")]
+    fake.requirement_as_id = True  # an older server: the requirement is an id, its URN one request away
+    other = fake.add_audit(["A.7.4", "A.6.2.6"])
+    result = _push(client, fake, b"PK pack 2", "q2", other, ["A.7.4", "A.9.4"])
+    client.close()
+    assert result.unmatched == ["A.9.4"]
+    [ra] = [ra for ra in fake.requirement_assessments.values() if ra["compliance_assessment"] == other
+            and ra["evidences"]]
+    assert ra["requirement"]["urn"] == requirement_urn("A.7.4")
+
+
+def test_a_retried_push_leaves_no_empty_revision_and_a_repeated_one_adds_none(fake: FakeCisoAssistant) -> None:
+    client = _client(fake)
+    fake.fail_uploads = 1  # the first push dies after creating the Evidence, before its file arrives
+    with pytest.raises(RetryableSinkError):
+        _push(client, fake, b"PK period 1", "p1")
+    first = _push(client, fake, b"PK period 1 again", "p1")  # a re-export of the same period: other bytes
+    assert first.uploaded and first.version == 1
+    fake.fail_uploads = 1
+    with pytest.raises(RetryableSinkError):
+        _push(client, fake, b"PK period 2", "p2")
+    second = _push(client, fake, b"PK period 2", "p2")
+    again = _push(client, fake, b"PK period 2, exported once more", "p2")
+    client.close()
+    assert second.version == 2 and not again.uploaded and again.revision_id == second.revision_id
+    revisions = sorted((r for r in fake.revisions.values() if r["evidence"] == first.evidence_id),
+                       key=lambda r: r["version"])
+    assert [r["content"] for r in revisions] == [b"PK period 1 again", b"PK period 2"]  # none left empty
+
+
+def test_pushing_the_same_period_twice_makes_one_revision(scenario: Scenario, fake: FakeCisoAssistant) -> None:
+    from agent.evidence_pack import push_to_grc
+    from config.model import EvidenceConfig
+
+    audit = fake.add_audit(["A.6.2.6"])
+    agent = run_hours(scenario, [0.0, 2.0, 0.0])
+    cfg = EvidenceConfig.model_validate({"grc": {"url": fake.url, "token": TOKEN, "folder": fake.folder,
+                                                 "compliance_assessment": audit, "allowed_hosts": ["127.0.0.1"]}})
+    first = push_to_grc(agent.store, cfg, until="2030-01-01")
+    again = push_to_grc(agent.store, cfg, until="2030-01-01")  # exported anew: another generated_at, same records
+    later = push_to_grc(agent.store, cfg)
+    agent.close()
+    assert first.uploaded and not again.uploaded and again.revision_id == first.revision_id
+    assert later.uploaded and later.version == 2
+    assert len(fake.revisions) == 2 and all(r["content"] for r in fake.revisions.values())

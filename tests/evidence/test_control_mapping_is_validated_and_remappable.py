@@ -111,3 +111,42 @@ def test_merged_soa_pack_summarises_controls_across_frameworks(scenario: Scenari
     assert int(fairness["records"]) == 3 and fairness["first"] and fairness["last"]
     assert next(r for r in rows if r["control"] == "A.8.16")["title"] == "Monitoring activities"
     assert manifest["controls_source"] == "controls.yaml"
+
+
+def test_controls_the_soa_excludes_are_never_presented_or_linked_as_evidenced(tmp_path: Path) -> None:
+    from agent.evidence import Ledger
+    from agent.evidence_pack import push_to_grc
+    from agent.store import Store
+    from config.model import EvidenceConfig
+    from connectors.grc.ciso_assistant_fake import FakeCisoAssistant
+    from tests.conftest import T0
+
+    mapping: dict[str, object] = {"frameworks": {"iso42001": "ISO/IEC 42001:2023 Annex A"},
+                                  "kinds": {"check_run": {"iso42001": ["A.6.2.6", "A.10.4"]},
+                                            "default": {"iso42001": ["A.6.2.8"]}}}
+    before = ControlMap(_write(tmp_path / "before.yaml", mapping))
+    after = ControlMap(_write(tmp_path / "after.yaml", {**mapping, "not_applicable": {"iso42001": ["A.10.4"]}}))
+    assert after.controls("check_run") == ["iso42001:A.6.2.6"]  # new records do not claim an excluded control
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    with store.transaction() as s:  # written before the SoA excluded A.10.4: the records still carry it
+        Ledger(before).append(s, "check_run", {"status": "ok"}, system_id="credit", now=T0)
+    export_pack(store, tmp_path / "pack", control_map=after)
+    rows = {r["control"]: r for r in csv.DictReader((tmp_path / "pack" / "controls.csv").open())}
+    assert rows["A.10.4"]["applicable"] == "no" and rows["A.10.4"]["records"] == "0" and not rows["A.10.4"]["kinds"]
+    assert rows["A.6.2.6"]["records"] == "1"
+    report = (tmp_path / "pack" / "report.html").read_text()
+    assert "<tr><td>iso42001:A.10.4</td>" not in report and "<tr><td>iso42001:A.6.2.6</td><td>1</td>" in report
+
+    fake = FakeCisoAssistant("pat-0123456789abcdef").start()
+    try:
+        audit = fake.add_audit(["A.6.2.6", "A.10.4"])
+        cfg = EvidenceConfig.model_validate({"grc": {"url": fake.url, "token": "pat-0123456789abcdef",
+                                                     "folder": fake.folder, "compliance_assessment": audit,
+                                                     "allowed_hosts": ["127.0.0.1"]}})
+        result = push_to_grc(store, cfg, control_map=after)
+    finally:
+        fake.stop()
+        store.close()
+    linked = {ra["requirement"]["urn"].rsplit(":", 1)[1] for ra in fake.requirement_assessments.values()
+              if ra["evidences"]}
+    assert linked == {"a.6.2.6"} and len(result.linked) == 1

@@ -10,7 +10,7 @@ import pytest
 from agent.evidence import HmacSigner, check_ledger
 from agent.evidence_pack import export_pack, verify_pack_report
 from agent.retention import purge
-from tests.conftest import Scenario
+from tests.conftest import T0, Scenario
 from tests.evidence.conftest import run_hours
 
 pytestmark = pytest.mark.integration
@@ -21,7 +21,7 @@ def test_signed_ledger_exports_purges_and_verifies_on_postgresql(scenario: Scena
     cfg["agent"]["state_url"] = pg_url
     scenario.rewrite(cfg)
     signer = HmacSigner(b"postgres-test-key-0123456789abcdef")
-    agent = run_hours(scenario, [0.0, 2.0, 2.0, 0.0], signer=signer)
+    agent = run_hours(scenario, [0.0, 2.0, 2.0, 0.0], signer=signer, clock=lambda: T0 + timedelta(hours=4))
     with agent.store.session() as s:
         before = check_ledger(s, verifier=signer)
     assert before.records > 10 and before.signature.startswith("verified")
@@ -29,9 +29,9 @@ def test_signed_ledger_exports_purges_and_verifies_on_postgresql(scenario: Scena
     assert manifest["chain"]["length"] == before.records
     n, signature = verify_pack_report(scenario.dir / "pack", verifier=signer)
     assert n == before.records and signature.startswith("verified")
-    # every record is older than 200 days in 400 days' time (the config load is stamped with the real
-    # clock): all are purged and the purge record anchors the chain
-    result = purge(agent.store, agent.ledger, datetime.now(UTC) + timedelta(days=400), 200)
+    # every record was stamped in the first hours of T0, more than 183 days ago: all are purged and the
+    # purge record anchors the chain
+    result = purge(agent.store, agent.ledger, datetime.now(UTC), 183)
     assert result.purged == before.records
     with agent.store.session() as s:
         after = check_ledger(s, verifier=signer)

@@ -1,19 +1,20 @@
 """Retention: records older than the retention period are purged, a retention_purge record anchors the
-remaining chain, and the ledger, its packs and its signed head still verify; the anchor cannot be moved."""
+remaining chain, and the ledger, its packs and its signed head still verify; the anchor cannot be moved;
+a purge as of a future time, or of a ledger that does not verify, is refused and deletes nothing."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 from sqlalchemy import func, select
 
-from agent.evidence import ControlMap, HmacSigner, Ledger, check_ledger, iso
+from agent.evidence import ControlMap, HmacSigner, Ledger, Record, check_ledger, iso, record_hash
 from agent.evidence_pack import export_pack, verify_pack
 from agent.retention import purge
-from agent.schema import EvidenceRecord
+from agent.schema import EvidenceRecord, LedgerHead
 from agent.store import Store
 from config.errors import InputError, LedgerIntegrityError
 from tests.conftest import T0, Scenario
@@ -21,6 +22,7 @@ from tests.evidence.conftest import bulk_ledger, cli
 
 KEY = b"retention-test-key-0123456789abcdef"
 DAY = timedelta(days=1)
+START = T0 - 700 * DAY  # the ledgers below start long enough ago that every purge is as of a past time
 
 
 def _count(store: Store) -> int:
@@ -32,8 +34,8 @@ def _count(store: Store) -> int:
 def test_purge_removes_old_records_and_the_rest_still_verifies(store: Store, tmp_path: Path) -> None:
     signer = HmacSigner(KEY)
     ledger = Ledger(ControlMap(), signer=signer)
-    bulk_ledger(store, 400, step=DAY, signer=signer)  # one record a day for 400 days
-    now = T0 + 400 * DAY
+    bulk_ledger(store, 400, start=START, step=DAY, signer=signer)  # one record a day for 400 days
+    now = START + 400 * DAY
     dry = purge(store, ledger, now, 190, dry_run=True)
     assert dry.purged == 210 and dry.record_seq is None and _count(store) == 400
     result = purge(store, ledger, now, 190)
@@ -59,8 +61,8 @@ def test_purge_removes_old_records_and_the_rest_still_verifies(store: Store, tmp
 
 def test_deleting_more_old_records_or_moving_the_anchor_is_detected(store: Store) -> None:
     ledger = Ledger(ControlMap())
-    bulk_ledger(store, 300, step=DAY)
-    result = purge(store, ledger, T0 + 300 * DAY, 200)
+    bulk_ledger(store, 300, start=START, step=DAY)
+    result = purge(store, ledger, START + 300 * DAY, 200)
     assert result.last_purged_seq == 100
     with store.transaction() as s:  # quietly drop one more old record beyond the purge
         s.execute(EvidenceRecord.__table__.delete().where(EvidenceRecord.seq == 101))
@@ -91,9 +93,9 @@ def test_retention_below_six_months_is_refused(store: Store, scenario: Scenario)
 def test_purge_command_dry_run_then_purge(scenario: Scenario) -> None:
     cfg = yaml.safe_load(scenario.config_path.read_text())
     store = Store(cfg["agent"]["state_url"])
-    bulk_ledger(store, 50, step=10 * DAY)
+    bulk_ledger(store, 50, start=START, step=10 * DAY)
     store.close()
-    now = (T0 + 500 * DAY).isoformat()
+    now = (START + 500 * DAY).isoformat()
     r = cli("evidence", "purge", "--config", str(scenario.config_path), "--dry-run", "--now", now)
     assert r.returncode == 0, r.stderr
     assert "would purge 31 record(s) 1..31" in r.stdout
@@ -101,3 +103,74 @@ def test_purge_command_dry_run_then_purge(scenario: Scenario) -> None:
     assert r.returncode == 0 and "purged 31 record(s)" in r.stdout and "record 51" in r.stdout
     r = cli("evidence", "verify", str(scenario.config_path))
     assert r.returncode == 0 and "20 records, chain from record 32" in r.stdout
+
+
+def test_a_purge_as_of_a_future_time_is_refused_but_a_dry_run_may_look_ahead(store: Store,
+                                                                               scenario: Scenario) -> None:
+    ledger = Ledger(ControlMap())
+    bulk_ledger(store, 100, start=datetime.now(UTC) - 100 * DAY, step=DAY)
+    future = datetime.now(UTC) + 3650 * DAY
+    with pytest.raises(InputError, match="in the future"):
+        purge(store, ledger, future, 190)
+    assert _count(store) == 100
+    assert purge(store, ledger, future, 190, dry_run=True).purged == 100
+    assert _count(store) == 100
+
+    cfg = yaml.safe_load(scenario.config_path.read_text())
+    live = Store(cfg["agent"]["state_url"])
+    bulk_ledger(live, 30, start=datetime.now(UTC) - 30 * DAY, step=DAY)
+    live.close()
+    r = cli("evidence", "purge", "--config", str(scenario.config_path), "--now", "2099-01-01")
+    assert r.returncode == 2 and "in the future" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    r = cli("evidence", "purge", "--config", str(scenario.config_path), "--now", "2099-01-01", "--dry-run")
+    assert r.returncode == 0 and "would purge 30 record(s)" in r.stdout, r.stderr
+    r = cli("evidence", "verify", str(scenario.config_path))
+    assert r.returncode == 0 and "30 records" in r.stdout
+
+
+def test_a_tampered_prefix_is_not_purged(store: Store, scenario: Scenario) -> None:
+    ledger = Ledger(ControlMap())
+    bulk_ledger(store, 300, start=START, step=DAY)
+    with store.transaction() as s:  # record 5 is old enough to be purged: purging it would hide this
+        row = s.get(EvidenceRecord, 5)
+        assert row is not None
+        row.payload = {**row.payload, "forged": True}
+    with pytest.raises(LedgerIntegrityError) as err:
+        purge(store, ledger, START + 300 * DAY, 200)
+    assert err.value.seq == 5 and _count(store) == 300
+    with pytest.raises(LedgerIntegrityError):
+        purge(store, ledger, START + 300 * DAY, 200, dry_run=True)
+
+    cfg = yaml.safe_load(scenario.config_path.read_text())
+    live = Store(cfg["agent"]["state_url"])
+    bulk_ledger(live, 50, start=START, step=10 * DAY)
+    with live.transaction() as s:
+        live_row = s.get(EvidenceRecord, 3)
+        assert live_row is not None
+        live_row.kind = "forged"
+    live.close()
+    r = cli("evidence", "purge", "--config", str(scenario.config_path), "--now", (START + 500 * DAY).isoformat())
+    assert r.returncode == 1 and "refusing to purge" in r.stderr and "first bad record: 3" in r.stderr, r.stderr
+    r = cli("evidence", "verify", str(scenario.config_path))
+    assert r.returncode == 1 and "first bad record: 3" in r.stderr
+
+
+def test_a_rechained_ledger_is_not_purged_and_signed_over(store: Store) -> None:
+    signer = HmacSigner(KEY)
+    bulk_ledger(store, 300, start=START, step=DAY, signer=signer)
+    with store.transaction() as s:  # alter record 5 and recompute every hash after it, head row included
+        prev = None
+        for row in s.execute(select(EvidenceRecord).where(EvidenceRecord.seq >= 5)
+                             .order_by(EvidenceRecord.seq)).scalars():
+            if row.seq == 5:
+                row.payload = {**row.payload, "forged": True}
+                prev = row.prev_hash
+            assert prev is not None
+            row.prev_hash = prev
+            row.hash = prev = record_hash(prev, Record.from_row(row).content())
+        head = s.get(LedgerHead, 1)
+        assert head is not None
+        head.hash = prev
+    with pytest.raises(LedgerIntegrityError, match="rewritten"):
+        purge(store, Ledger(ControlMap(), signer=signer), START + 300 * DAY, 200)
+    assert _count(store) == 300

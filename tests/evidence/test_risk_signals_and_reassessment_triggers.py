@@ -115,3 +115,19 @@ def test_risk_register_entries_carry_the_register_fields(scenario: Scenario) -> 
         x["risk_id"] for x in rows}
     r = cli("risk", "export", "--config", str(scenario.config_path), "--format", "json", "--days", "3650")
     assert r.returncode == 0 and json.loads(r.stdout)[0]["system_id"] == "scoring"
+
+
+def test_bias_trigger_is_logged_on_the_fairness_entry_of_its_own_subject(scenario: Scenario) -> None:
+    agent = run_hours(scenario, [0.0, 0.0], bias=3.0)
+    now = T0 + timedelta(hours=2)
+    [trigger] = detect_reassessment_triggers(agent.store, agent.cfg, agent.ledger, agent.incidents, now)
+    with agent.store.transaction() as s:  # a trigger on another sensitive feature belongs to another entry
+        other = agent.ledger.append(s, "reassessment_trigger", {"trigger_key": "bias:incident:999",
+                                                                "subject": "bias:age", "reason": "age gap"},
+                                    system_id="scoring", now=now)
+    entries = {e["risk_id"]: e for e in risk_register(agent.store, agent.cfg, now)}
+    agent.close()
+    log = entries["AIR-scoring-fairness-group"]["record_log"]
+    assert any(f"re-assessment trigger record {trigger.record_seq}:" in line for line in log), log
+    assert not any(f"record {other.seq}:" in line for line in log)
+    assert not any("re-assessment trigger" in line for line in entries["AIR-scoring-drift-dataset"]["record_log"])

@@ -23,12 +23,12 @@ from agent.evidence import (
     load_verifier,
     record_hash,
 )
-from agent.evidence_pack import _signed_content, export_pack, sha256_file, verify_pack, verify_pack_report
+from agent.evidence_pack import export_pack, verify_pack, verify_pack_report
 from agent.schema import EvidenceRecord, LedgerHead
 from agent.store import Store
 from config.errors import LedgerIntegrityError
 from tests.conftest import T0, Scenario
-from tests.evidence.conftest import bulk_ledger, cli, run_hours
+from tests.evidence.conftest import bulk_ledger, cli, rechain, rewrite_manifest, run_hours, write_records
 
 KEY = b"0123456789abcdef0123456789abcdef"
 
@@ -47,35 +47,6 @@ def _pack(sc: Scenario, name: str, signer: Any = None) -> Path:
 
 def _lines(pack: Path) -> list[bytes]:
     return (pack / "records.jsonl").read_bytes().splitlines(keepends=True)
-
-
-def _rechain(records: list[dict[str, Any]], start: int) -> None:
-    """Alter record ``start`` and recompute every hash after it, as an attacker with the file would."""
-    records[start]["payload"]["forged"] = True
-    prev = records[start]["prev_hash"]
-    for r in records[start:]:
-        r["prev_hash"] = prev
-        r["hash"] = record_hash(prev, Record.from_json(r).content())
-        prev = r["hash"]
-
-
-def _write_records(pack: Path, records: list[dict[str, Any]]) -> None:
-    (pack / "records.jsonl").write_text("".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n"
-                                                for r in records), encoding="utf-8")
-
-
-def _rewrite_manifest(pack: Path, records: list[dict[str, Any]], *, resign: Any = None, drop_signature: bool = False
-                      ) -> None:
-    """The attacker's manifest: new digests and head, old (or no, or their own) signature."""
-    manifest = json.loads((pack / "manifest.json").read_text())
-    manifest["chain"]["head_hash"] = records[-1]["hash"]
-    manifest["chain"]["anchor_prev_hash"] = records[0]["prev_hash"]
-    manifest["files"]["records.jsonl"] = sha256_file(pack / "records.jsonl")
-    if drop_signature:
-        manifest.pop("signature", None)
-    if resign is not None:
-        manifest["signature"] = {**resign.public(), "value": resign.sign(_signed_content(manifest))}
-    (pack / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
 
 
 def test_every_altered_byte_of_every_record_is_detected(scenario: Scenario) -> None:
@@ -127,14 +98,14 @@ def test_chain_recomputed_from_the_middle_is_caught_by_the_manifest(scenario: Sc
     pack = _pack(scenario, "pack")
     base = [json.loads(x) for x in _lines(pack)]
     records = [dict(r, payload=dict(r["payload"])) for r in base]
-    _rechain(records, len(records) // 2)
-    _write_records(pack, records)
+    rechain(records, len(records) // 2)
+    write_records(pack, records)
     with pytest.raises(LedgerIntegrityError, match="rewritten"):
         verify_pack(pack)
     records = [dict(r, payload=dict(r["payload"])) for r in base]
     records[0]["prev_hash"] = "f" * 64  # a new anchor: the chain no longer hangs where the manifest says
-    _rechain(records, 0)
-    _write_records(pack, records)
+    rechain(records, 0)
+    write_records(pack, records)
     with pytest.raises(LedgerIntegrityError, match="record 1 does not follow"):
         verify_pack(pack)
 
@@ -145,17 +116,17 @@ def test_rewritten_manifest_passes_unsigned_and_fails_against_a_key(scenario: Sc
     # hash with the ledger's or a published one. This is the documented limit.
     pack = _pack(scenario, "plain")
     records = [json.loads(x) for x in _lines(pack)]
-    _rechain(records, 5)
-    _write_records(pack, records)
-    _rewrite_manifest(pack, records)
+    rechain(records, 5)
+    write_records(pack, records)
+    rewrite_manifest(pack, records)
     assert verify_pack_report(pack)[1] == "not signed"
 
     hmac_signer = HmacSigner(KEY)
     pack = _pack(scenario, "hmac", hmac_signer)
     records = [json.loads(x) for x in _lines(pack)]
-    _rechain(records, 5)
-    _write_records(pack, records)
-    _rewrite_manifest(pack, records)
+    rechain(records, 5)
+    write_records(pack, records)
+    rewrite_manifest(pack, records)
     assert "not checked" in verify_pack_report(pack)[1]  # HMAC needs the key
     with pytest.raises(LedgerIntegrityError, match="signature does not match"):
         verify_pack(pack, verifier=HmacSigner(KEY))
@@ -165,18 +136,18 @@ def test_rewritten_manifest_passes_unsigned_and_fails_against_a_key(scenario: Sc
     pack = _pack(scenario, "ed25519", ours)
     assert verify_pack_report(pack, verifier=load_verifier(public))[1].startswith("verified (ed25519")
     records = [json.loads(x) for x in _lines(pack)]
-    _rechain(records, 5)
-    _write_records(pack, records)
-    _rewrite_manifest(pack, records)
+    rechain(records, 5)
+    write_records(pack, records)
+    rewrite_manifest(pack, records)
     with pytest.raises(LedgerIntegrityError, match="signature does not match"):
         verify_pack(pack)  # the public key travels in the manifest
-    _rewrite_manifest(pack, records, drop_signature=True)
+    rewrite_manifest(pack, records, drop_signature=True)
     with pytest.raises(LedgerIntegrityError, match="not signed"):
         verify_pack(pack, verifier=load_verifier(public))
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     theirs = Ed25519Signer(Ed25519PrivateKey.generate())
-    _rewrite_manifest(pack, records, resign=theirs)
+    rewrite_manifest(pack, records, resign=theirs)
     assert theirs.key_id in verify_pack_report(pack)[1]  # valid, but for someone else's key id
     with pytest.raises(LedgerIntegrityError, match="not with the given"):
         verify_pack(pack, verifier=load_verifier(public))
