@@ -336,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("demo", help="simulate a deployed credit-scoring model and watch it (no server needed)")
-    s.add_argument("--out", default="./aims-demo", help="folder for the demo's database, tickets and evidence")
+    s.add_argument("--out", default="./aims-demo", help="folder for the demo's database, tickets and evidence (default ./aims-demo); an existing "
+                   "folder is replaced only if an earlier demo run created it, or if it is empty")
     s.add_argument("--days", type=_positive_int, default=14)
     s.add_argument("--serve", type=_port, nargs="?", const=9464, default=None, metavar="PORT",
                    help="afterwards, serve the API and /metrics on 127.0.0.1:PORT (default 9464)")
