@@ -108,10 +108,11 @@ def _print_problems(where: str, exc: ConfigError) -> None:
 
 
 def _load(path: str) -> Any:
+    from agent.preflight import reference_columns
     from config.loader import load_config
     from connectors.registry import sink_config_model
 
-    return load_config(path, sink_config=sink_config_model)
+    return load_config(path, sink_config=sink_config_model, reference_columns=reference_columns)
 
 
 def _agent(path: str) -> Any:
@@ -336,7 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("demo", help="simulate a deployed credit-scoring model and watch it (no server needed)")
-    s.add_argument("--out", default="./aims-demo", help="folder for the demo's database, tickets and evidence (default ./aims-demo); an existing "
+    s.add_argument("--out", default="./aims-demo",
+                   help="folder for the demo's database, tickets and evidence (default ./aims-demo); an existing "
                    "folder is replaced only if an earlier demo run created it, or if it is empty")
     s.add_argument("--days", type=_positive_int, default=14)
     s.add_argument("--serve", type=_port, nargs="?", const=9464, default=None, metavar="PORT",

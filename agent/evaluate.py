@@ -6,6 +6,7 @@ module calls only ``metrics/`` (pure computation); the runner does the I/O aroun
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -20,6 +21,7 @@ from metrics.performance import classification_metrics, regression_metrics
 from metrics.quality import QualityReport, ReferenceProfile, data_quality
 
 Series = tuple[str, dict[str, str], float]  # (family, labels without `system`, value)
+log = logging.getLogger("aims.evaluate")
 
 
 @dataclass(frozen=True)
@@ -31,11 +33,17 @@ class SystemReference:
     prediction: pd.Series | None
     rows: int
     digest: str
+    #: declared features the reference lacks: never judged for drift, so every window reports them
+    missing_features: tuple[str, ...] = ()
 
     @classmethod
     def build(cls, system: SystemConfig, frame: pd.DataFrame) -> SystemReference:
         schema = system.schema_
         features = [c for c in schema.features if c in frame.columns]
+        missing = tuple(c for c in schema.features if c not in frame.columns)
+        if missing:
+            log.warning("system %s: the reference data has no column %s; drift of %s cannot be judged",
+                        system.id, ", ".join(missing), "it" if len(missing) == 1 else "them")
         kinds = {c: schema.features[c].value for c in features}
         prepared = PreparedReference.prepare(frame, columns=features, kinds=kinds)  # type: ignore[arg-type]
         watched = quality_columns(system)
@@ -45,7 +53,8 @@ class SystemReference:
         pred = None
         if schema.prediction and schema.prediction.column in frame.columns:
             pred = frame[schema.prediction.column].reset_index(drop=True)
-        return cls(drift=prepared, profile=profile, prediction=pred, rows=len(frame), digest=prepared.digest)
+        return cls(drift=prepared, profile=profile, prediction=pred, rows=len(frame), digest=prepared.digest,
+                   missing_features=missing)
 
 
 def quality_columns(system: SystemConfig) -> list[str]:
@@ -154,28 +163,36 @@ def _quality(system: SystemConfig, ref: SystemReference, df: pd.DataFrame, ev: W
     skip = _bookkeeping(system)
     report: QualityReport = data_quality(df[[c for c in df.columns if c not in skip]], ref.profile)
     ev.computed_checks.add("data_quality")
-    findings = [{"kind": f.kind, "column": f.column, "count": f.count, "share": f.share, "detail": f.detail}
-                for f in report.findings]
+    findings: list[dict[str, Any]] = [
+        {"kind": f.kind, "column": f.column, "count": f.count, "share": f.share, "detail": f.detail}
+        for f in report.findings]
+    # a declared feature the reference lacks is not a problem of this window's rows, but it leaves the
+    # feature unmonitored: say so every window until the reference (or the schema) is fixed
+    findings += [{"kind": "missing_in_reference", "column": c, "count": 0, "share": 0.0,
+                  "detail": "declared in schema.features but not a column of the reference data: drift is not "
+                            "judged"} for c in ref.missing_features]
     ev.results["data_quality"] = {"rows": report.rows, "findings": findings,
                                   "missing_share": {k: _num(v) for k, v in report.missing_share.items()}}
     limits = {"missing": cfg.max_missing_share, "out_of_range": cfg.max_out_of_range_share,
               "unseen_category": cfg.max_unseen_category_share, "type_error": cfg.max_type_error_share,
               "non_finite": cfg.max_type_error_share}
     worst_ratio, problems = 0.0, []
-    for f in report.findings:
-        limit = limits.get(f.kind)
-        breached = f.kind in ("missing_column", "dtype_change") or (limit is not None and f.share > limit)
+    for f in findings:
+        limit = limits.get(f["kind"])
+        breached = (f["kind"] in ("missing_column", "dtype_change", "missing_in_reference")
+                    or (limit is not None and f["share"] > limit))
         if breached:
-            problems.append(f"{f.column}: {f.detail}")
-            ratio = f.share / limit if limit else 10.0
+            problems.append(f"{f['column']}: {f['detail']}")
+            ratio = f["share"] / limit if limit else 10.0
             worst_ratio = max(worst_ratio, ratio)
     for col, share in report.missing_share.items():
         ev.series.append(("data_quality_missing_share", {"feature": col}, float(share)))
     by_kind: dict[str, int] = {}
-    for f in report.findings:
-        by_kind[f.kind] = by_kind.get(f.kind, 0) + f.count
+    for finding in report.findings:
+        by_kind[finding.kind] = by_kind.get(finding.kind, 0) + finding.count
+    by_kind["missing_in_reference"] = len(ref.missing_features)
     for kind in ("missing", "type_error", "out_of_range", "unseen_category", "missing_column", "new_column",
-                 "dtype_change", "non_finite"):
+                 "dtype_change", "non_finite", "missing_in_reference"):
         ev.series.append(("data_quality_findings", {"kind": kind}, float(by_kind.get(kind, 0))))
     state: State = "breach" if problems else "ok"
     summary = "; ".join(problems[:10]) if problems else "no data-quality problem above the limits"
