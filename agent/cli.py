@@ -36,26 +36,6 @@ class _Parser(argparse.ArgumentParser):
               if self.prog != "aims-agent" else f"{message} (see --help)")
 
 
-def _positive_int(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{raw!r} must be at least 1")
-    return value
-
-
-def _port(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{raw!r} is not a port number") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port {value} is not between 1 and 65535")
-    return value
-
-
 def _when(raw: str, option: str) -> datetime:
     """An ISO 8601 time given on the command line; one without a zone is UTC (as the help says)."""
     from datetime import UTC, datetime
@@ -311,6 +291,8 @@ def cmd_risk_export(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from agent.arguments import port, positive_int
+
     p = _Parser(prog="aims-agent", description="Model monitoring for ISO/IEC 42001 AI "
                                 "management systems: drift, data quality, performance and fairness to "
                                 "Prometheus, incidents into your ticketing tool, tamper-evident evidence.")
@@ -320,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", help="run the service: scheduled checks, API and /metrics")
     s.add_argument("--config", required=True)
     s.add_argument("--host")
-    s.add_argument("--port", type=_port)
+    s.add_argument("--port", type=port)
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("check", help="one pass over the due windows (for cron or CI): exit 0 ok, 1 breach, 2 error")
@@ -340,8 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="./aims-demo",
                    help="folder for the demo's database, tickets and evidence (default ./aims-demo); an existing "
                    "folder is replaced only if an earlier demo run created it, or if it is empty")
-    s.add_argument("--days", type=_positive_int, default=14)
-    s.add_argument("--serve", type=_port, nargs="?", const=9464, default=None, metavar="PORT",
+    s.add_argument("--days", type=positive_int, default=14)
+    s.add_argument("--serve", type=port, nargs="?", const=9464, default=None, metavar="PORT",
                    help="afterwards, serve the API and /metrics on 127.0.0.1:PORT (default 9464)")
     s.add_argument("--fast", action="store_true", help="fewer rows per simulated hour (for tests)")
     s.set_defaults(func=cmd_demo)
@@ -387,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("modelcard", help="print the monitoring section of a system's model card (Markdown)")
     s.add_argument("--config", required=True)
     s.add_argument("system")
-    s.add_argument("--days", type=_positive_int, default=90, help="the period to summarise (default 90 days)")
+    s.add_argument("--days", type=positive_int, default=90, help="the period to summarise (default 90 days)")
     s.add_argument("-o", "--output", help="write to this file instead of stdout")
     s.set_defaults(func=cmd_modelcard)
 
@@ -396,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = rk.add_parser("export", help="one risk-register entry per system and monitored risk")
     s.add_argument("--config", required=True)
     s.add_argument("--format", choices=["csv", "json"], default="csv")
-    s.add_argument("--days", type=_positive_int, default=90, help="the period the likelihood is judged on (default 90)")
+    s.add_argument("--days", type=positive_int, default=90, help="the period the likelihood is judged on (default 90)")
     s.set_defaults(func=cmd_risk_export)
     return p
 

@@ -28,59 +28,9 @@ ID_LIKE_MIN_ROWS = 50
 CI_LEVEL = 0.95
 
 
-def _number(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{raw!r} is not a number") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{raw!r} is not a finite number")
-    return value
-
-
-def _finite(raw: str) -> float:
-    return _number(raw)
-
-
-def _positive(raw: str) -> float:
-    value = _number(raw)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{raw!r} must be greater than 0")
-    return value
-
-
-def _non_negative(raw: str) -> float:
-    value = _number(raw)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{raw!r} must be 0 or more")
-    return value
-
-
-def _share(raw: str) -> float:
-    value = _number(raw)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{raw!r} must be greater than 0 and at most 1")
-    return value
-
-
-def _open_unit(raw: str) -> float:
-    value = _number(raw)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{raw!r} must be strictly between 0 and 1")
-    return value
-
-
-def _group_size(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{raw!r} must be at least 1")
-    return value
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from agent.arguments import finite, non_negative, open_unit, positive, positive_int, share
+
     p.add_argument("reference", help="reference data: Parquet, CSV or JSON Lines")
     p.add_argument("current", help="current data: Parquet, CSV or JSON Lines")
     p.add_argument("--prediction", help="prediction column (class label, score or regression value)")
@@ -88,23 +38,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sensitive", action="append", default=[], metavar="COL",
                    help="sensitive feature (repeat; A+B for an intersection)")
     p.add_argument("--pos-label", help="positive class of label and prediction (default 1); must match a value")
-    p.add_argument("--threshold", type=_finite, default=0.5, help="binarise score predictions here (default 0.5)")
+    p.add_argument("--threshold", type=finite, default=0.5, help="binarise score predictions here (default 0.5)")
     p.add_argument("--columns", help="comma-separated columns to test for drift")
     p.add_argument("--categorical", help="comma-separated columns to treat as categorical")
     p.add_argument("--numerical", help="comma-separated columns to treat as numerical")
     p.add_argument("--drift-method", default="auto", help="auto or an evidently stattest name")
-    p.add_argument("--drift-threshold", type=_positive, help="threshold for the drift method (default: its own)")
-    p.add_argument("--drift-share", type=_share, default=0.5,
+    p.add_argument("--drift-threshold", type=positive, help="threshold for the drift method (default: its own)")
+    p.add_argument("--drift-share", type=share, default=0.5,
                    help="share of drifted columns for dataset drift, in (0, 1] (default 0.5)")
-    p.add_argument("--fdr-alpha", type=_open_unit, help="judge the p-value columns together with "
+    p.add_argument("--fdr-alpha", type=open_unit, help="judge the p-value columns together with "
                    "Benjamini-Hochberg at this false discovery rate (e.g. 0.05)")
-    p.add_argument("--fairness-threshold", type=_share, default=0.1, help="largest acceptable gap (default 0.1)")
-    p.add_argument("--min-group-size", type=_group_size, default=30, help="smaller groups are shown but not judged")
+    p.add_argument("--fairness-threshold", type=share, default=0.1, help="largest acceptable gap (default 0.1)")
+    p.add_argument("--min-group-size", type=positive_int, default=30, help="smaller groups are shown but not judged")
     p.add_argument("--task", choices=["auto", "classification", "regression"], default="auto",
                    help="what the prediction is (default: inferred from the label, see docs/compare.md)")
     p.add_argument("--performance-metric", help="the metric judged for a breach (default accuracy; r2 for "
                    "regression)")
-    p.add_argument("--performance-drop", type=_non_negative, default=PERFORMANCE_DROP,
+    p.add_argument("--performance-drop", type=non_negative, default=PERFORMANCE_DROP,
                    help=f"largest acceptable worsening of that metric against the reference, in its units "
                    f"(default {PERFORMANCE_DROP})")
     p.add_argument("--format", choices=["json", "text", "html"], default="text")

@@ -42,9 +42,11 @@ def test_check_with_a_time_without_zone_is_utc(scenario: Scenario) -> None:
     assert json.loads(r.stdout)["windows"][0]["start"] == T0.isoformat()
 
 
-def test_modelcard_to_a_folder_that_does_not_exist(scenario: Scenario) -> None:
-    r = _cli("modelcard", "--config", str(scenario.config_path), "scoring", "-o", "/nonexistent/x.md")
-    _one_line_exit_2(r, "/nonexistent/x.md")
+def test_modelcard_to_a_folder_that_does_not_exist(scenario: Scenario, tmp_path: Path) -> None:
+    target = tmp_path / "no-such-folder" / "x.md"
+    r = _cli("modelcard", "--config", str(scenario.config_path), "scoring", "-o", str(target))
+    _one_line_exit_2(r, str(target))
+    assert not target.parent.exists()
 
 
 def test_evidence_commands_with_bad_dates_and_unwritable_outputs(scenario: Scenario, tmp_path: Path) -> None:
