@@ -144,6 +144,10 @@ def test_unknown_drift_methods_are_reported_with_their_paths(scenario: Scenario)
     assert "wasserstein" in found["systems.0.checks.drift.method"], "the known methods are listed"
     assert "x1: unknown drift method 'tarot'" in found["systems.0.checks.drift.per_column"]
     assert "x2" not in found["systems.0.checks.drift.per_column"]
+    scenario.rewrite(cfg)
+    r = _cli("check", "--config", str(scenario.config_path))
+    assert r.returncode == 2 and "astrology" in r.stderr
+    assert not (scenario.dir / "state.db").exists(), "refused before start: no window, no collector incident"
 
 
 def test_a_drift_method_must_apply_to_the_columns_kind(scenario: Scenario) -> None:
