@@ -406,15 +406,15 @@ def _score_threshold(pred: Any, threshold: float) -> float | None:
 _PERFORMANCE_ORDER = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "brier", "mae", "rmse", "r2")
 _TEXT_NOTE = ("free text, not judged (evidently's text-drift model is not implemented): name a method with "
               "--drift-method or list the column in --categorical to compare it as categories")
-_SKIP_NOTE = {"datetime": "date-time column, not a model input",
-              "id_like": "every value distinct in both files: a row identifier, new ids are not drift"}
+_SKIP_NOTE = {"datetime": "a date-time column, not a model input (drift of dates is not computed)",
+              "id_like": "every value distinct in both files: a row identifier, new ids are not drift; name it "
+                         "in --columns to include it"}
 
 
 def _drift_notes(d: dict[str, Any]) -> list[tuple[str, str]]:
     """(column, why) for every column the drift verdict does not cover."""
     notes = [(c["column"], _TEXT_NOTE) for c in d["columns"] if c.get("status") == "text_not_supported"]
-    notes += [(s["column"], f"left out: {_SKIP_NOTE.get(s['reason'], s['reason'])}; name it in --columns to "
-               "include it") for s in d.get("skipped", [])]
+    notes += [(s["column"], f"left out: {_SKIP_NOTE.get(s['reason'], s['reason'])}") for s in d.get("skipped", [])]
     return notes
 
 
