@@ -13,7 +13,12 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from config.errors import ConfigError
 
 EXIT_OK, EXIT_BREACH, EXIT_ERROR = 0, 1, 2
 
@@ -23,11 +28,72 @@ def _fail(message: str) -> NoReturn:
     raise SystemExit(EXIT_ERROR)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2) like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        _fail(f"{self.prog.removeprefix('aims-agent ')}: {message} (see --help)"
+              if self.prog != "aims-agent" else f"{message} (see --help)")
+
+
+def _when(raw: str, option: str) -> datetime:
+    """An ISO 8601 time given on the command line; one without a zone is UTC (as the help says)."""
+    from datetime import UTC, datetime
+
+    try:
+        ts = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    except ValueError:
+        _fail(f"{option} {raw!r} is not an ISO 8601 time (e.g. 2026-01-05T12:00:00Z)")
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def _check_when(raw: str | None, option: str) -> None:
+    if raw:
+        _when(raw, option)
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Fail with one line before starting when the address cannot be bound (uvicorn would exit 1: a
+    'breach' to a supervisor script)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+
+
+def _write_output(path: str, text: str) -> None:
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        _fail(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def _print_problems(where: str, exc: ConfigError) -> None:
+    """One problem is one line; several are listed under a count, each with its path."""
+    if len(exc.problems) == 1:
+        print(f"{where}: {exc.problems[0]}", file=sys.stderr)
+        return
+    print(f"{where}: {len(exc.problems)} problem(s)", file=sys.stderr)
+    for p in exc.problems:
+        print(f"  - {p}", file=sys.stderr)
+
+
 def _load(path: str) -> Any:
+    from agent.preflight import reference_columns
     from config.loader import load_config
     from connectors.registry import sink_config_model, source_config_model
 
-    return load_config(path, sink_config=sink_config_model, source_config=source_config_model)
+    return load_config(path, sink_config=sink_config_model, source_config=source_config_model,
+                       reference_columns=reference_columns)
 
 
 def _agent(path: str) -> Any:
@@ -43,9 +109,7 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
     try:
         cfg = _load(args.file)
     except ConfigError as exc:
-        print(f"{args.file}: {len(exc.problems)} problem(s)", file=sys.stderr)
-        for p in exc.problems:
-            print(f"  - {p}", file=sys.stderr)
+        _print_problems(args.file, exc)
         return EXIT_ERROR
     print(f"{args.file}: valid ({len(cfg.systems)} system(s), {len(cfg.sinks)} sink(s))")
     return EXIT_OK
@@ -60,11 +124,9 @@ def cmd_inventory(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from datetime import datetime
-
+    now = _when(args.now, "--now") if args.now else None
     agent = _agent(args.config)
     try:
-        now = datetime.fromisoformat(args.now) if args.now else None
         ids = [args.system] if args.system else [s.id for s in agent.cfg.systems]
         for sid in ids:
             try:
@@ -108,8 +170,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     host = args.host or agent.cfg.agent.server.host
     port = args.port or agent.cfg.agent.server.port
     check_bind(agent, host)  # before anything is recorded: a refused start leaves no evidence behind
+    _check_listen(host, port)
     agent.record_config_loaded(args.config)
-    serve(agent, host=host, port=port)
+    try:
+        serve(agent, host=host, port=port)
+    except SystemExit as exc:  # uvicorn exits 1 when it cannot start; 1 means "breach" here
+        if exc.code not in (0, None):
+            _fail(f"the server on {host}:{port} stopped (exit status {exc.code}); see the log above")
+        raise
     return EXIT_OK
 
 
@@ -122,12 +190,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from agent.demo import run_demo
 
+    if args.serve is not None:
+        _check_listen("127.0.0.1", args.serve)
     return run_demo(out=Path(args.out), days=args.days, serve_port=args.serve, fast=args.fast)
 
 
 def cmd_evidence_verify(args: argparse.Namespace) -> int:
     from agent.evidence_pack import verify_path
 
+    # verify_path tells unusable input (exit 2) from tampering (exit 1) itself
     status, message = verify_path(args.path, key_file=args.key_file)
     print(message, file=sys.stdout if status == EXIT_OK else sys.stderr)
     return status
@@ -151,6 +222,8 @@ def _evidence(config: str) -> Iterator[tuple[Any, Any, Any]]:
 def cmd_evidence_export(args: argparse.Namespace) -> int:
     from agent.evidence_pack import export_pack
 
+    _check_when(args.since, "--since")
+    _check_when(args.until, "--until")
     with _evidence(args.config) as (_, ledger, store):
         manifest = export_pack(store, Path(args.out), since=args.since, until=args.until, system=args.system,
                                signer=ledger.signer, control_map=ledger.control_map)
@@ -166,10 +239,7 @@ def cmd_evidence_purge(args: argparse.Namespace) -> int:
     from agent.retention import purge
     from config.errors import LedgerIntegrityError
 
-    try:
-        now = datetime.fromisoformat(args.now) if args.now else datetime.now(UTC)
-    except ValueError:
-        _fail(f"--now {args.now!r} is not an ISO 8601 time")
+    now = _when(args.now, "--now") if args.now else datetime.now(UTC)
     with _evidence(args.config) as (cfg, ledger, store):
         try:
             result = purge(store, ledger, now if now.tzinfo else now.replace(tzinfo=UTC),
@@ -186,6 +256,8 @@ def cmd_evidence_purge(args: argparse.Namespace) -> int:
 def cmd_evidence_push(args: argparse.Namespace) -> int:
     from agent.evidence_pack import push_to_grc
 
+    _check_when(args.since, "--since")
+    _check_when(args.until, "--until")
     with _evidence(args.config) as (cfg, ledger, store):
         result = push_to_grc(store, cfg.agent.evidence, since=args.since, until=args.until, system=args.system,
                              signer=ledger.signer, control_map=ledger.control_map)
@@ -195,16 +267,6 @@ def cmd_evidence_push(args: argparse.Namespace) -> int:
           f"{len(result.linked)} requirement assessment(s)"
           + (f"; no requirement assessment for {', '.join(result.unmatched)}" if result.unmatched else ""))
     return EXIT_OK
-
-
-def _when(value: str, name: str) -> Any:
-    from datetime import UTC, datetime
-
-    try:
-        ts = datetime.fromisoformat(value)
-    except ValueError:
-        _fail(f"--{name} {value!r} is not an ISO 8601 date or time")
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def cmd_reference_freeze(args: argparse.Namespace) -> int:
@@ -220,8 +282,8 @@ def cmd_reference_freeze(args: argparse.Namespace) -> int:
         source = build_source(system, "source", agent.base_dir, agent.store)
         try:
             frozen = freeze_reference(agent.store, agent.ledger, source, system_id=system.id,
-                                      columns=agent._columns(system), since=_when(args.since, "since"),
-                                      until=_when(args.until, "until"), out=Path(args.out), now=agent.clock())
+                                      columns=agent._columns(system), since=_when(args.since, "--since"),
+                                      until=_when(args.until, "--until"), out=Path(args.out), now=agent.clock())
         finally:
             source.close()
     finally:
@@ -244,7 +306,7 @@ def cmd_modelcard(args: argparse.Namespace) -> int:
             _fail(f"no system {args.system!r} in {args.config}")
         text = model_card_section(store, cfg, args.system, datetime.now(UTC), days=args.days)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        _write_output(args.output, text)
     else:
         sys.stdout.write(text)
     return EXIT_OK
@@ -262,7 +324,9 @@ def cmd_risk_export(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="aims-agent", description="Model monitoring for ISO/IEC 42001 AI "
+    from agent.arguments import port, positive_int
+
+    p = _Parser(prog="aims-agent", description="Model monitoring for ISO/IEC 42001 AI "
                                 "management systems: drift, data quality, performance and fairness to "
                                 "Prometheus, incidents into your ticketing tool, tamper-evident evidence.")
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
@@ -271,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", help="run the service: scheduled checks, API and /metrics")
     s.add_argument("--config", required=True)
     s.add_argument("--host")
-    s.add_argument("--port", type=int)
+    s.add_argument("--port", type=port)
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("check", help="one pass over the due windows (for cron or CI): exit 0 ok, 1 breach, 2 error")
@@ -288,9 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("demo", help="simulate a deployed credit-scoring model and watch it (no server needed)")
-    s.add_argument("--out", default="./aims-demo", help="folder for the demo's database, tickets and evidence")
-    s.add_argument("--days", type=int, default=14)
-    s.add_argument("--serve", type=int, nargs="?", const=9464, default=None, metavar="PORT",
+    s.add_argument("--out", default="./aims-demo",
+                   help="folder for the demo's database, tickets and evidence (default ./aims-demo); an existing "
+                   "folder is replaced only if an earlier demo run created it, or if it is empty")
+    s.add_argument("--days", type=positive_int, default=14)
+    s.add_argument("--serve", type=port, nargs="?", const=9464, default=None, metavar="PORT",
                    help="afterwards, serve the API and /metrics on 127.0.0.1:PORT (default 9464)")
     s.add_argument("--fast", action="store_true", help="fewer rows per simulated hour (for tests)")
     s.set_defaults(func=cmd_demo)
@@ -347,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("modelcard", help="print the monitoring section of a system's model card (Markdown)")
     s.add_argument("--config", required=True)
     s.add_argument("system")
-    s.add_argument("--days", type=int, default=90, help="the period to summarise (default 90 days)")
+    s.add_argument("--days", type=positive_int, default=90, help="the period to summarise (default 90 days)")
     s.add_argument("-o", "--output", help="write to this file instead of stdout")
     s.set_defaults(func=cmd_modelcard)
 
@@ -356,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = rk.add_parser("export", help="one risk-register entry per system and monitored risk")
     s.add_argument("--config", required=True)
     s.add_argument("--format", choices=["csv", "json"], default="csv")
-    s.add_argument("--days", type=int, default=90, help="the period the likelihood is judged on (default 90)")
+    s.add_argument("--days", type=positive_int, default=90, help="the period the likelihood is judged on (default 90)")
     s.set_defaults(func=cmd_risk_export)
     return p
 
@@ -373,9 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         if args.debug:
             raise
-        print(f"aims-agent: {exc.source or 'config'}: {len(exc.problems)} problem(s)", file=sys.stderr)
-        for p in exc.problems:
-            print(f"  - {p}", file=sys.stderr)
+        _print_problems(f"aims-agent: {exc.source or 'config'}", exc)
         return EXIT_ERROR
     except AimsError as exc:
         if args.debug:
@@ -384,6 +448,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:  # a file or socket we were pointed at: bad input, not a breach
+        if args.debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"aims-agent: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # the last line of defence: one line and exit 2, never 1 ("breach")
+        if args.debug:
+            raise
+        text = " ".join(str(exc).split())[:300]
+        print(f"aims-agent: unexpected error: {type(exc).__name__}: {text} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return EXIT_ERROR
     return code
 
 

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from config.errors import InputError
+
 DRIFT_DAY, BIAS_DAY, FIX_DAY = 6, 8, 11  # zero-based: day 7, day 9, day 12
 REGIONS = ["north", "south", "east", "west", "capital"]
 EMPLOYMENT = ["salaried", "self_employed", "contract", "retired", "student"]
@@ -118,6 +120,54 @@ systems:
 """
 
 
+#: Written into the output folder first: only a folder holding it (and nothing else the demo did not
+#: write) is ever replaced by a later run.
+MARKER = ".aims-demo"
+MARKER_TEXT = "This folder was created by `aims-agent demo`; the next run of the demo replaces it.\n"
+#: What the demo writes, so a run replaces its own output and never a file someone put beside it.
+OWN_ENTRIES = frozenset({MARKER, "config.yaml", "reference.parquet", "predictions.db", "state.db", "tickets",
+                         "evidence-pack"})
+_SQLITE_SIDECARS = ("-journal", "-wal", "-shm")
+
+
+def _is_own(name: str) -> bool:
+    return name in OWN_ENTRIES or any(name == f"{db}{suffix}" for db in ("predictions.db", "state.db")
+                                      for suffix in _SQLITE_SIDECARS)
+
+
+def prepare_output(out: Path) -> Path:
+    """Make ``out`` ready for a demo run and return it resolved.
+
+    A folder is replaced only when the demo created it (it holds the marker file and nothing the demo
+    did not write) or when it is empty; anything else is refused with :class:`InputError`, so the demo
+    can never delete a user's files, whatever ``--out`` names.
+    """
+    try:
+        if out.is_symlink() or (out.exists() and not out.is_dir()):
+            raise InputError(f"--out {out}: exists and is not a folder; choose another --out")
+        if out.exists():
+            entries = sorted(p.name for p in out.iterdir())
+            marker = out / MARKER
+            if entries and not (marker.is_file() and not marker.is_symlink()):
+                raise InputError(f"--out {out}: the folder exists and was not created by `aims-agent demo` "
+                                 "(nothing was deleted); choose another --out or empty it")
+            foreign = [name for name in entries if not _is_own(name)]
+            if foreign:
+                raise InputError(f"--out {out}: holds {foreign[0]!r}, which the demo did not write (nothing was "
+                                 "deleted); move it away or choose another --out")
+            for name in entries:
+                path = out / name
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+        out.mkdir(parents=True, exist_ok=True)
+        (out / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"--out {out}: {exc.strerror or exc}") from exc
+    return out.resolve()
+
+
 def run_demo(*, out: Path, days: int = 14, serve_port: int | None = None, fast: bool = False) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -128,15 +178,12 @@ def run_demo(*, out: Path, days: int = 14, serve_port: int | None = None, fast: 
     from config.loader import load_config
     from connectors.registry import sink_config_model
 
+    out = prepare_output(out)  # before anything else: a refused folder costs nothing and changes nothing
     console = Console()
     days = max(days, FIX_DAY + 3)
     # the simulated days are the last ones before today, so "the last 90 days" of evidence includes them
     day_one = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days)
     per_hour = 40 if fast else 120
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    out = out.resolve()
     rng = np.random.default_rng(42)
     console.rule("[bold]aims-agent demo")
     console.print("A credit-scoring model (EU AI Act high-risk, we are its deployer) logs every prediction to "

@@ -6,6 +6,7 @@ module calls only ``metrics/`` (pure computation); the runner does the I/O aroun
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -27,6 +28,7 @@ from metrics.quality import QualityFinding, QualityReport, ReferenceProfile, dat
 from metrics.stattests import CountSample
 
 Series = tuple[str, dict[str, str], float]  # (family, labels without `system`, value)
+log = logging.getLogger("aims.evaluate")
 
 
 @dataclass(frozen=True)
@@ -42,11 +44,17 @@ class SystemReference:
     states: StateReference | None = None
     label_cardinality: int | None = None  # distinct labels in the reference, when it has them
     label_numeric: bool = True  # the reference's labels are numbers
+    #: declared features the reference lacks: never judged for drift, so every window reports them
+    missing_features: tuple[str, ...] = ()
 
     @classmethod
     def build(cls, system: SystemConfig, frame: pd.DataFrame, *, aggregates: bool = False) -> SystemReference:
         schema = system.schema_
         features = [c for c in schema.features if c in frame.columns]
+        missing = tuple(c for c in schema.features if c not in frame.columns)
+        if missing:
+            log.warning("system %s: the reference data has no column %s; drift of %s cannot be judged",
+                        system.id, ", ".join(missing), "it" if len(missing) == 1 else "them")
         kinds = {c: schema.features[c].value for c in features}
         prepared = PreparedReference.prepare(frame, columns=features, kinds=kinds)  # type: ignore[arg-type]
         watched = quality_columns(system)
@@ -69,7 +77,8 @@ class SystemReference:
         has_label = bool(label) and label in frame.columns
         return cls(drift=prepared, profile=profile, prediction=pred, rows=len(frame), digest=prepared.digest,
                    states=states, label_cardinality=int(frame[label].nunique()) if has_label else None,
-                   label_numeric=not has_label or pd.api.types.is_numeric_dtype(frame[label]))
+                   label_numeric=not has_label or pd.api.types.is_numeric_dtype(frame[label]),
+                   missing_features=missing)
 
 
 def prediction_kind(system: SystemConfig) -> Literal["numerical", "categorical"]:
@@ -194,16 +203,22 @@ def _quality(system: SystemConfig, ref: SystemReference, df: pd.DataFrame, ev: W
     skip = _bookkeeping(system)
     report = (data_quality(df[[c for c in df.columns if c not in skip]], ref.profile) if not df.empty
               else QualityReport(rows=0, findings=[], missing_share={}))
-    _quality_verdict(system, report, ev, rejected)
+    _quality_verdict(system, report, ev, rejected, ref.missing_features)
 
 
 def _quality_verdict(system: SystemConfig, report: QualityReport, ev: WindowEvaluation,
-                     rejected: Sequence[RejectedRecord] = ()) -> None:
+                     rejected: Sequence[RejectedRecord] = (), missing_features: Sequence[str] = ()) -> None:
     cfg = system.checks.data_quality
     all_findings = [*report.findings, *([_rejected_finding(rejected, report.rows)] if rejected else [])]
     ev.computed_checks.add("data_quality")
-    findings = [{"kind": f.kind, "column": f.column, "count": f.count, "share": f.share, "detail": f.detail}
-                for f in all_findings]
+    findings: list[dict[str, Any]] = [
+        {"kind": f.kind, "column": f.column, "count": f.count, "share": f.share, "detail": f.detail}
+        for f in all_findings]
+    # a declared feature the reference lacks is not a problem of this window's rows, but it leaves the
+    # feature unmonitored: say so every window until the reference (or the schema) is fixed
+    findings += [{"kind": "missing_in_reference", "column": c, "count": 0, "share": 0.0,
+                  "detail": "declared in schema.features but not a column of the reference data: drift is not "
+                            "judged"} for c in missing_features]
     ev.results["data_quality"] = {"rows": report.rows, "findings": findings,
                                   "missing_share": {k: _num(v) for k, v in report.missing_share.items()}}
     if rejected:
@@ -213,20 +228,22 @@ def _quality_verdict(system: SystemConfig, report: QualityReport, ev: WindowEval
               "unseen_category": cfg.max_unseen_category_share, "type_error": cfg.max_type_error_share,
               "non_finite": cfg.max_type_error_share, "bad_record": cfg.max_type_error_share}
     worst_ratio, problems = 0.0, []
-    for f in all_findings:
-        limit = limits.get(f.kind)
-        breached = f.kind in ("missing_column", "dtype_change") or (limit is not None and f.share > limit)
+    for f in findings:
+        limit = limits.get(f["kind"])
+        breached = (f["kind"] in ("missing_column", "dtype_change", "missing_in_reference")
+                    or (limit is not None and f["share"] > limit))
         if breached:
-            problems.append(f"{f.column}: {f.detail}")
-            ratio = f.share / limit if limit else 10.0
+            problems.append(f"{f['column']}: {f['detail']}")
+            ratio = f["share"] / limit if limit else 10.0
             worst_ratio = max(worst_ratio, ratio)
     for col, share in report.missing_share.items():
         ev.series.append(("data_quality_missing_share", {"feature": col}, float(share)))
     by_kind: dict[str, int] = {}
-    for f in all_findings:
-        by_kind[f.kind] = by_kind.get(f.kind, 0) + f.count
+    for finding in all_findings:
+        by_kind[finding.kind] = by_kind.get(finding.kind, 0) + finding.count
+    by_kind["missing_in_reference"] = len(missing_features)
     for kind in ("missing", "type_error", "out_of_range", "unseen_category", "missing_column", "new_column",
-                 "dtype_change", "non_finite", "bad_record"):
+                 "dtype_change", "non_finite", "bad_record", "missing_in_reference"):
         ev.series.append(("data_quality_findings", {"kind": kind}, float(by_kind.get(kind, 0))))
     state: State = "breach" if problems else "ok"
     summary = "; ".join(problems[:10]) if problems else "no data-quality problem above the limits"
@@ -500,7 +517,8 @@ def evaluate_aggregates(system: SystemConfig, ref: SystemReference, agg: WindowA
         if agg.rows == 0:
             ev.verdicts.append(_insufficient("data_quality", "dataset", "no rows in the window"))
         else:
-            _quality_verdict(system, quality_from_summary(window, ref.profile), ev)
+            _quality_verdict(system, quality_from_summary(window, ref.profile), ev,
+                             missing_features=ref.missing_features)
     if checks.drift.enabled:
         _drift_from_aggregates(system, ref, ref.states, window, read, ev, enough)
     needs_labels = checks.fairness.metric in LABEL_METRICS

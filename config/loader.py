@@ -16,15 +16,24 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from config.errors import ConfigError, Problem
-from config.model import BUILTIN_SOURCE_TYPES, AgentConfig, FileSourceConfig, PluginSinkConfig
+from config.errors import AimsError, ConfigError, Problem
+from config.model import (
+    BUILTIN_SOURCE_TYPES,
+    AgentConfig,
+    Checks,
+    FileSourceConfig,
+    Schema,
+    SnapshotSourceConfig,
+    SourceConfig,
+    check_problems,
+)
 
 _VAR = re.compile(r"\$\{([^}]*)\}")
 
@@ -32,6 +41,10 @@ _VAR = re.compile(r"\$\{([^}]*)\}")
 # config/ does not import connectors/.
 SinkConfigLookup = Callable[[str], type[BaseModel] | None]
 SourceConfigLookup = Callable[[str], type[BaseModel] | None]
+# The column names of a file reference (None: not looked at), also passed in by the agent; raises an
+# AimsError when the file cannot be read.
+ReferenceColumnsLookup = Callable[[FileSourceConfig | SnapshotSourceConfig, Path | None], Sequence[str] | None]
+_SOURCE: TypeAdapter[Any] = TypeAdapter(SourceConfig)
 
 
 def _interpolate(node: Any, path: str, env: Mapping[str, str], problems: list[Problem]) -> Any:
@@ -93,11 +106,14 @@ def parse_config(
     env: Mapping[str, str] | None = None,
     sink_config: SinkConfigLookup | None = None,
     source_config: SourceConfigLookup | None = None,
+    reference_columns: ReferenceColumnsLookup | None = None,
 ) -> AgentConfig:
     """Validate an already-parsed YAML document; relative file paths are taken from ``base_dir``.
 
     ``sink_config`` and ``source_config`` give the typed config model of a plugin type (the agent
     passes ``connectors.registry``); without them, a type no built-in provides is a problem.
+    ``reference_columns`` (given by the agent) lets validation check that each file reference holds
+    the declared features.
     """
     problems: list[Problem] = []
     if not isinstance(raw, dict):
@@ -116,9 +132,11 @@ def parse_config(
         # the whole-file checks do not run when a system is invalid; run them on the raw data instead
         seen = {p.message for p in problems}
         problems.extend(p for p in _raw_reference_problems(data) if p.message not in seen)
-    if cfg is not None:
-        problems.extend(_check_sinks(cfg, sink_config))
-        problems.extend(_check_files(cfg, base_dir))
+    # These run on the raw document, part by part, so that one invalid field elsewhere (a bad role, a
+    # typo) does not hide them: every problem is reported at once.
+    for problem in [*_check_sinks(data, sink_config), *_check_systems(data, base_dir, reference_columns)]:
+        if problem not in problems:
+            problems.append(problem)
     if problems:
         raise ConfigError(problems, source)
     assert cfg is not None
@@ -149,17 +167,21 @@ def _raw_reference_problems(data: Any) -> list[Problem]:
     return out
 
 
-def _check_sinks(cfg: AgentConfig, lookup: SinkConfigLookup | None) -> list[Problem]:
+def _check_sinks(data: Any, lookup: SinkConfigLookup | None) -> list[Problem]:
+    """Each plugin sink's keys against the plugin's own typed config."""
+    sinks = data.get("sinks") if isinstance(data, dict) else None
+    if not isinstance(sinks, dict):
+        return []
     problems: list[Problem] = []
-    for name, sink in cfg.sinks.items():
-        if not isinstance(sink, PluginSinkConfig):
-            continue
-        cls = lookup(sink.type) if lookup else None
+    for name, sink in sinks.items():
+        if not isinstance(sink, dict) or not isinstance(sink.get("type"), str) or sink["type"] == "local_folder":
+            continue  # pydantic reports a missing type; the built-in sink is validated by the model
+        cls = lookup(sink["type"]) if lookup else None
         if cls is None:
-            problems.append(Problem(f"sinks.{name}.type", f"unknown sink type {sink.type!r}"))
+            problems.append(Problem(f"sinks.{name}.type", f"unknown sink type {sink['type']!r}"))
             continue
         try:
-            cls.model_validate(sink.model_dump())
+            cls.model_validate(sink)
         except ValidationError as exc:
             problems.extend(Problem(f"sinks.{name}.{p.path}".rstrip("."), p.message) for p in _pydantic_problems(exc))
     return problems
@@ -201,15 +223,55 @@ def _check_sources(data: Any, lookup: SourceConfigLookup | None) -> list[Problem
     return problems
 
 
-def _check_files(cfg: AgentConfig, base_dir: Path | None) -> list[Problem]:
+def _valid(model: Any, raw: Any) -> Any:
+    """``raw`` validated by ``model`` (a pydantic model or TypeAdapter), or None when invalid: pydantic
+    has reported why already."""
+    try:
+        if isinstance(model, TypeAdapter):
+            return model.validate_python(raw)
+        return model.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+def _check_systems(data: Any, base_dir: Path | None, columns_of: ReferenceColumnsLookup | None) -> list[Problem]:
+    """Per system: the reference file exists and holds the declared features, and the checks fit the schema."""
+    systems = data.get("systems") if isinstance(data, dict) else None
+    if not isinstance(systems, list):
+        return []
     problems: list[Problem] = []
-    for i, s in enumerate(cfg.systems):
-        ref = s.reference
-        if isinstance(ref, FileSourceConfig):
-            path = resolve_path(ref.path, base_dir)
-            if not any(ch in ref.path for ch in "*?[") and not path.exists():
-                problems.append(Problem(f"systems.{i}.reference.path", f"no such file or folder: {path}"))
+    for i, raw in enumerate(systems):
+        if not isinstance(raw, dict):
+            continue
+        schema = _valid(Schema, raw.get("schema"))
+        checks = _valid(Checks, raw.get("checks", {}))
+        if schema is not None and checks is not None:
+            problems.extend(Problem(f"systems.{i}.{p.path}", p.message) for p in check_problems(schema, checks))
+        ref = _valid(_SOURCE, raw.get("reference"))
+        if isinstance(ref, FileSourceConfig | SnapshotSourceConfig):
+            problems.extend(_reference_problems(i, ref, schema, base_dir, columns_of))
     return problems
+
+
+def _reference_problems(i: int, ref: FileSourceConfig | SnapshotSourceConfig, schema: Schema | None,
+                        base_dir: Path | None, columns_of: ReferenceColumnsLookup | None) -> list[Problem]:
+    where = f"systems.{i}.reference.path"
+    if "://" not in ref.path:
+        path = resolve_path(ref.path, base_dir)
+        if not any(ch in ref.path for ch in "*?[") and not path.exists():
+            return [Problem(where, f"no such file or folder: {path}")]
+    if columns_of is None or schema is None:
+        return []
+    try:
+        present = columns_of(ref, base_dir)
+    except AimsError as exc:
+        return [Problem(where, f"cannot read the reference data: {exc}")]
+    if present is None:  # a store the lookup does not open just to validate (object storage, KServe logs)
+        return []
+    missing = [c for c in schema.features if c not in set(present)]
+    # A feature the reference lacks would silently never be judged for drift.
+    return [Problem(f"systems.{i}.schema.features.{c}", f"not a column of the reference data ({ref.path})")
+            for c in missing]
 
 
 def resolve_path(path: str, base_dir: Path | None) -> Path:
@@ -219,8 +281,12 @@ def resolve_path(path: str, base_dir: Path | None) -> Path:
 
 
 def load_config(
-    path: str | Path, *, env: Mapping[str, str] | None = None, sink_config: SinkConfigLookup | None = None,
+    path: str | Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    sink_config: SinkConfigLookup | None = None,
     source_config: SourceConfigLookup | None = None,
+    reference_columns: ReferenceColumnsLookup | None = None,
 ) -> AgentConfig:
     """Read and validate a config file; raises ConfigError listing every problem."""
     p = Path(path)
@@ -240,7 +306,7 @@ def load_config(
         reason = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([Problem("", f"{where}invalid YAML: {reason}")], str(p)) from exc
     return parse_config(raw, source=str(p), base_dir=p.parent.resolve(), env=env, sink_config=sink_config,
-                        source_config=source_config)
+                        source_config=source_config, reference_columns=reference_columns)
 
 
 def config_digest(cfg: AgentConfig) -> str:

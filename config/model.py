@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, field_validator, model_validator
 
+from config.errors import Problem
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _ID = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
@@ -332,9 +334,27 @@ class Hysteresis(Strict):
     close_after: int = Field(default=1, ge=1, description="consecutive clean windows before it resolves")
 
 
+def drift_methods() -> dict[str, frozenset[str]]:
+    """Every drift method that can be named (evidently's stattest names) and the column kinds it applies to.
+
+    The registry lives with the tests themselves (``metrics.stattests``); it is imported here, lazily,
+    so a method the metrics layer does not know is a configuration error, not a failing window.
+    """
+    from metrics.stattests import REGISTRY
+
+    return {name: frozenset(test.kinds) for name, test in REGISTRY.items()}
+
+
+def _known_method(name: str) -> str:
+    methods = drift_methods()
+    if name != "auto" and name not in methods:
+        raise ValueError(f"unknown drift method {name!r} (use auto or one of: {', '.join(sorted(methods))})")
+    return name
+
+
 class DriftCheck(Strict):
     enabled: bool = True
-    method: str = "auto"
+    method: str = Field(default="auto", description="auto (evidently's choice) or an evidently stattest name")
     threshold: float | None = Field(default=None, gt=0)
     per_column: dict[str, str] = Field(default_factory=dict, description="column -> stattest name")
     per_column_threshold: dict[str, float] = Field(default_factory=dict)
@@ -342,6 +362,24 @@ class DriftCheck(Strict):
     fdr_alpha: float | None = Field(default=None, gt=0, lt=1, description="Benjamini-Hochberg over p-values")
     prediction: bool = Field(default=True, description="also watch drift of the prediction column")
     hysteresis: Hysteresis = Field(default_factory=Hysteresis)
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, v: str) -> str:
+        return _known_method(v)
+
+    @field_validator("per_column")
+    @classmethod
+    def _per_column(cls, v: dict[str, str]) -> dict[str, str]:
+        problems = []
+        for column, name in v.items():
+            try:
+                _known_method(name)
+            except ValueError as exc:
+                problems.append(f"{column}: {exc}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return v
 
 
 FairnessMetric = Literal[
@@ -364,9 +402,18 @@ class FairnessCheck(Strict):
     hysteresis: Hysteresis = Field(default_factory=Hysteresis)
 
 
+#: Performance metrics by what the prediction is (``schema.prediction.kind``): class labels give the
+#: confusion-matrix metrics, scores add the ones that need a probability, regression has its own.
+CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1")
+SCORE_METRICS = (*CLASSIFICATION_METRICS, "roc_auc", "log_loss", "brier")
+REGRESSION_METRICS = ("mae", "rmse", "r2")
+PerformanceMetric = Literal["accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "brier", "mae", "rmse",
+                            "r2"]
+
+
 class PerformanceCheck(Strict):
     enabled: bool = True
-    metric: str = "accuracy"
+    metric: PerformanceMetric = "accuracy"
     min: float | None = None
     max: float | None = None
     min_labels: int = Field(default=50, ge=1)
@@ -467,6 +514,51 @@ class SystemConfig(Strict):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+
+_PREDICTION_COLUMN_KIND = {PredictionKind.classification: ColumnKind.categorical,
+                           PredictionKind.score: ColumnKind.numerical,
+                           PredictionKind.regression: ColumnKind.numerical}
+_METRICS_BY_PREDICTION = {PredictionKind.classification: CLASSIFICATION_METRICS,
+                          PredictionKind.score: SCORE_METRICS,
+                          PredictionKind.regression: REGRESSION_METRICS}
+
+
+def check_problems(schema: Schema, checks: Checks) -> list[Problem]:
+    """Checks that would otherwise fail at run time, every window: a drift method on a column kind it
+    does not apply to, a performance metric the prediction kind cannot produce.
+
+    Paths are relative to the system (``checks.drift.method``). They need only the schema and the
+    checks, so the loader runs them even when another part of the system is invalid.
+    """
+    problems: list[Problem] = []
+    drift = checks.drift
+    if drift.enabled:
+        methods = drift_methods()
+        kinds: dict[str, ColumnKind] = dict(schema.features)
+        if drift.prediction and schema.prediction is not None:
+            kinds[schema.prediction.column] = _PREDICTION_COLUMN_KIND[schema.prediction.kind]
+        unfit: dict[str, list[str]] = {}
+        for column, kind in kinds.items():
+            name = drift.per_column.get(column)
+            if name is not None:
+                if name != "auto" and name in methods and kind.value not in methods[name]:
+                    problems.append(Problem(f"checks.drift.per_column.{column}",
+                                            f"{name!r} does not apply to {column!r}, a {kind.value} column"))
+            elif drift.method != "auto" and drift.method in methods and kind.value not in methods[drift.method]:
+                unfit.setdefault(kind.value, []).append(column)
+        for kind_name, columns in unfit.items():
+            problems.append(Problem("checks.drift.method",
+                                    f"{drift.method!r} does not apply to {kind_name} columns: {', '.join(columns)} "
+                                    "(name a method for them under checks.drift.per_column)"))
+    perf = checks.performance
+    if perf.enabled and schema.prediction is not None:
+        allowed = _METRICS_BY_PREDICTION[schema.prediction.kind]
+        if perf.metric not in allowed:
+            problems.append(Problem("checks.performance.metric",
+                                    f"{perf.metric!r} cannot be computed for a {schema.prediction.kind.value} "
+                                    f"prediction (schema.prediction.kind); use one of: {', '.join(allowed)}"))
+    return problems
 
 
 class LocalFolderSinkConfig(Strict):

@@ -20,6 +20,14 @@ Column kinds, when not given, are inferred like evidently 0.7 infers them withou
 :func:`column_drift` do the same, so they agree with evidently column for column, while
 :meth:`PreparedReference.prepare` can only look at the reference and fixes the kinds there.
 
+Free text: evidently 0.7.23 calls a text column (string dtype, or object whose first and last values
+are strings) Text when more than half of its non-null values are distinct (:func:`is_text`), and
+judges it with a text-content drift model this package does not implement. Comparing such a column
+as categories finds "drift" in any two samples of free text (almost every value is new), so under
+``auto`` an inferred text column is reported with status ``text_not_supported``: not judged, not
+drifted, not counted in the share. Naming a method (for the column or globally), or giving the column
+a kind, compares it as categorical.
+
 False-alarm control: with ``DriftSpec.fdr_alpha`` set, the p-value columns of one call are judged
 together with the Benjamini-Hochberg procedure at that level. Each such column keeps its raw p-value
 as ``score`` and gets the BH critical value as ``threshold`` (k * alpha / m, where k is the number of
@@ -58,6 +66,7 @@ __all__ = [
     "column_drift",
     "dataset_drift",
     "infer_kind",
+    "is_text",
     "judge_samples",
     "summarise",
 ]
@@ -76,7 +85,7 @@ class ColumnDrift:
     """The drift verdict for one column."""
 
     column: str
-    kind: ColumnKind
+    kind: ColumnKind | Literal["text"]  # "text" only for a free-text column left unjudged under auto
     method: str  # evidently stattest name actually used ("auto" only when no test could run)
     score: float  # p-value for tests, distance for distances; nan when not computable
     threshold: float
@@ -84,7 +93,8 @@ class ColumnDrift:
     is_p_value: bool  # True: drift when score is below threshold; False: a distance, drift when above
     reference_rows: int  # non-null values used
     current_rows: int
-    status: Literal["ok", "insufficient_data"] = "ok"
+    # insufficient_data and text_not_supported columns are not judged: never drifted, not in the share
+    status: Literal["ok", "insufficient_data", "text_not_supported"] = "ok"
 
 
 @dataclass(frozen=True)
@@ -148,6 +158,33 @@ def _infer_one(series: pd.Series) -> ColumnKind | None:
     if all(_is_real_number(v) for v in values):
         return _infer_one(pd.to_numeric(values))
     return "categorical"
+
+
+def is_text(series: pd.Series) -> bool:
+    """Whether evidently 0.7.23 infers this column as Text (``evidently.core.datasets.infer_column_type``).
+
+    A ``string`` dtype column, or an ``object`` column whose first and last non-null values are strings,
+    with more distinct values than half its non-null values. Every other dtype is never text (float and
+    int come first in evidently's order; ``category`` is categorical).
+    """
+    name = series.dtype.name
+    if name not in ("string", "str", "object"):
+        return False
+    if name == "object":
+        values = series.dropna()
+        if values.empty or not (isinstance(values.iloc[0], str) and isinstance(values.iloc[-1], str)):
+            return False
+    try:
+        distinct = series.nunique()
+    except TypeError:  # unhashable values between the first and the last: evidently fails there too
+        return False
+    return bool(distinct > series.count() * 0.5)
+
+
+def _text_decides(reference: pd.Series, current: pd.Series | None) -> bool:
+    """Text-ness as evidently sees it: from the current side when it holds values, else the reference."""
+    side = current if current is not None and current.notna().any() else reference
+    return is_text(side)
 
 
 def _is_real_number(value: object) -> bool:
@@ -307,6 +344,11 @@ def _insufficient(
     )
 
 
+def _not_supported(column: str, ref_n: int, cur_n: int) -> ColumnDrift:
+    return ColumnDrift(column=column, kind="text", method="auto", score=math.nan, threshold=math.nan, drifted=False,
+                       is_p_value=False, reference_rows=ref_n, current_rows=cur_n, status="text_not_supported")
+
+
 def _apply_fdr(columns: list[ColumnDrift], alpha: float) -> list[ColumnDrift]:
     """Benjamini-Hochberg over the judged p-value columns, as one critical value (see the module doc)."""
     idx = [i for i, c in enumerate(columns) if c.is_p_value and c.status == "ok" and math.isfinite(c.score)]
@@ -360,6 +402,8 @@ def column_drift(
     name = column if column is not None else str(reference.name if reference.name is not None else "value")
     resolved = _check_kind(name, kind) if kind is not None else infer_kind(reference, current)
     _resolve_test(method, resolved)
+    if kind is None and method == "auto" and _text_decides(reference, current):
+        return _not_supported(name, int(reference.count()), int(current.count()))
     return _judge(name, resolved, _sample(reference, resolved), _sample(current, resolved), method, threshold)
 
 
@@ -377,11 +421,17 @@ def dataset_drift(
     kinds: Mapping[str, ColumnKind] | None = None,
     spec: DriftSpec = DriftSpec(),
 ) -> DatasetDrift:
-    """Drift of every column in ``columns`` and evidently's dataset verdict."""
+    """Drift of every column in ``columns`` and evidently's dataset verdict.
+
+    Columns without a kind in ``kinds`` are inferred as evidently does; inferred free text is not
+    judged under ``auto`` (see the module docstring).
+    """
     _require_columns(reference, columns, "reference")
     _require_columns(current, columns, "current")
     given = dict(kinds or {})
     resolved = {c: _check_kind(c, given[c]) if c in given else infer_kind(reference[c], current[c]) for c in columns}
+    # inferred free text is left unjudged under auto (see the module docstring)
+    text = frozenset(c for c in columns if c not in given and _text_decides(reference[c], current[c]))
     plan = []
     for column in columns:
         method = spec.per_column_method.get(column, spec.method)
@@ -393,6 +443,8 @@ def dataset_drift(
         # prepared reference (PreparedReference is for comparing many windows with one reference)
         column, method, threshold = step
         kind = resolved[column]
+        if method == "auto" and column in text:
+            return _not_supported(column, int(reference[column].count()), int(current[column].count()))
         return _judge(column, kind, _sample(reference[column], kind), _sample(current[column], kind), method,
                       threshold)
 
@@ -462,11 +514,14 @@ class PreparedReference:
         rows: int,
         samples: dict[str, Sample],
         digest: str,
+        text_columns: frozenset[str] = frozenset(),
     ) -> None:
         self.columns = columns
         self.kinds = kinds
         self.rows = rows
         self._samples = samples
+        #: free-text columns (prepared as categorical): judged only when a method is named for them
+        self.text_columns = text_columns
         #: sha256 over the columns, their kinds and their usable values in row order (see prepare).
         self.digest = digest
 
@@ -477,8 +532,12 @@ class PreparedReference:
         *,
         columns: Sequence[str],
         kinds: Mapping[str, ColumnKind] | None = None,
+        text_columns: frozenset[str] = frozenset(),
     ) -> PreparedReference:
-        """Sort and count ``reference`` once; kinds not given are inferred from the reference alone."""
+        """Sort and count ``reference`` once; kinds not given are inferred from the reference alone.
+
+        ``text_columns`` (categorical columns holding free text) are left unjudged under ``auto``.
+        """
         _require_columns(reference, columns, "reference")
         given = dict(kinds or {})
         resolved = {c: _check_kind(c, given[c]) if c in given else infer_kind(reference[c]) for c in columns}
@@ -491,7 +550,9 @@ class PreparedReference:
         h = hashlib.sha256(b"aims-agent drift reference v2\n")
         for _, column_digest in prepared:
             h.update(column_digest)
-        return cls(list(columns), resolved, len(reference), samples, h.hexdigest())
+        if text_columns:
+            h.update(json.dumps(["text", sorted(text_columns)]).encode())
+        return cls(list(columns), resolved, len(reference), samples, h.hexdigest(), frozenset(text_columns))
 
     def sample(self, column: str) -> Sample:
         """The prepared reference sample of ``column`` (sorted values or counts)."""
@@ -523,6 +584,8 @@ class PreparedReference:
 
         def run(step: tuple[str, ColumnKind, str, float | None]) -> ColumnDrift:
             column, kind, method, threshold = step
+            if method == "auto" and column in self.text_columns:
+                return _not_supported(column, self._samples[column].n, int(current[column].count()))
             return _judge(column, kind, self._samples[column], _sample(current[column], kind), method, threshold)
 
         return summarise(_map_columns(run, plan, len(current) * len(plan)), spec)
