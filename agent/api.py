@@ -1,15 +1,16 @@
 """HTTP API (FastAPI; OpenAPI at /docs): health, /metrics, systems, check runs, decisions, incidents with
-human oversight (acknowledge, override with a reason), evidence (query, export as a pack, verify) and the
-CloudEvents ingest.
+human oversight (acknowledge, override with a reason), the delivery outbox (list, requeue or discard a
+dead notification), evidence (query, one record, a report, export as a pack, verify) and the CloudEvents
+ingest.
 
 Tokens come from the config (values via ``${ENV}`` or ``${file:...}``) and carry scopes: ``read``,
-``operate`` (trigger runs, acknowledge, override) and ``ingest``. Every route except ``/healthz``,
-``/readyz``, the API documentation and (unless ``server.metrics_require_token``) ``/metrics`` checks its
-scope: write routes always need a token; reads need one as soon as any token is configured (and the
-agent refuses to serve a non-loopback address with no token unless
-``server.allow_unauthenticated_reads``). Tokens have at least 16 characters and are compared in constant
-time. Request bodies over ``MAX_BODY`` bytes are refused with 413, announced or streamed; a
-Content-Length that is not a number gets 400.
+``operate`` (trigger runs, acknowledge, override, requeue or discard a notification) and ``ingest``.
+Every route except ``/healthz``, ``/readyz``, the API documentation and (unless
+``server.metrics_require_token``) ``/metrics`` checks its scope: write routes always need a token; reads
+need one as soon as any token is configured (and the agent refuses to serve a non-loopback address with
+no token unless ``server.allow_unauthenticated_reads``). Tokens have at least 16 characters and are
+compared in constant time. Request bodies over ``MAX_BODY`` bytes are refused with 413, announced or
+streamed; a Content-Length that is not a number gets 400.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
@@ -38,7 +39,7 @@ from agent import __version__
 from agent.decisions import Transition, Verdict
 from agent.evidence import Record, check_ledger, iso
 from agent.evidence_pack import ZIP_FOLDER, compare_with_ledger, export_pack, unzip_pack, verify_pack_report, zip_pack
-from agent.incidents import utc
+from agent.incidents import OutboxEntry, utc
 from agent.ingest import create_router as create_ingest_router
 from agent.playbooks import CHECK_TO_KIND
 from agent.runner import Agent
@@ -166,6 +167,26 @@ class NotificationOut(BaseModel):
     attempts: int
     last_error: str | None
     delivered_at: datetime | None
+
+
+class OutboxOut(BaseModel):
+    """One notification in the delivery outbox."""
+
+    id: int
+    sink: str
+    incident_id: int
+    fingerprint: str
+    action: str = Field(description="open | update | resolve")
+    status: str = Field(description="pending | delivered | dead | discarded")
+    attempts: int
+    error_kind: str | None = Field(description="why the last attempt failed: retryable | unexpected | permanent")
+    last_error: str | None
+    created_at: datetime
+    next_attempt_at: datetime
+    failing_since: datetime | None = Field(description="first failure; the retry budget counts from here")
+    dead_at: datetime | None
+    delivered_at: datetime | None
+    held: bool = Field(description="pending behind a dead message of the same ticket: requeue or discard that one")
 
 
 class IncidentDetail(IncidentOut):
@@ -434,6 +455,39 @@ def create_app(agent: Agent, *, scheduler_alive: Callable[[], bool] | None = Non
         return oversee(agent, incident_id, "override", body, getattr(request.state, "token_name", "?"),
                        state=body.state)
 
+    @app.get("/api/v1/outbox", tags=["outbox"], dependencies=[read], responses=auth_errors)
+    def outbox(status: Literal["pending", "delivered", "dead", "discarded"] | None = None,
+               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[OutboxOut]:
+        """Notifications, newest first; `status=dead` lists the ones given up on."""
+        return [_outbox_out(e) for e in agent.outbox.entries(status=status, limit=limit)]
+
+    def operate_outbox(message_id: int, body: OversightRequest, request: Request,
+                       what: Literal["requeue", "discard"]) -> OutboxOut:
+        by = f"{body.by} (token {getattr(request.state, 'token_name', '?')})"
+        try:
+            entry = (agent.outbox.requeue(message_id, by=by, reason=body.reason) if what == "requeue"
+                     else agent.outbox.discard(message_id, by=by, reason=body.reason))
+        except InputError as exc:
+            raise HTTPException(409, str(exc)) from exc
+        if entry is None:
+            raise HTTPException(404, f"no outbox message {message_id}")
+        agent.deliver()
+        return _outbox_out(entry)
+
+    @app.post("/api/v1/outbox/{message_id}/requeue", tags=["outbox"], dependencies=[operate],
+              responses=_errors(401, 403, 404, 409))
+    def outbox_requeue(message_id: RowId, body: OversightRequest, request: Request) -> OutboxOut:
+        """Give a dead notification a fresh retry budget, due now (recorded as evidence); the later
+        notifications of its ticket follow it in order."""
+        return operate_outbox(message_id, body, request, "requeue")
+
+    @app.post("/api/v1/outbox/{message_id}/discard", tags=["outbox"], dependencies=[operate],
+              responses=_errors(401, 403, 404, 409))
+    def outbox_discard(message_id: RowId, body: OversightRequest, request: Request) -> OutboxOut:
+        """Abandon a dead notification for good (recorded as evidence), releasing the later
+        notifications of its ticket."""
+        return operate_outbox(message_id, body, request, "discard")
+
     @app.get("/api/v1/evidence", tags=["evidence"], dependencies=[read], responses=auth_errors)
     def evidence(system: str | None = None, kind: str | None = None,
                  since: Annotated[datetime | None, Query(description="records at or after (ISO 8601)")] = None,
@@ -515,6 +569,33 @@ def create_app(agent: Agent, *, scheduler_alive: Callable[[], bool] | None = Non
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    @app.get("/api/v1/evidence/report", tags=["evidence"], dependencies=[read], response_class=HTMLResponse,
+             responses={200: {"content": {"text/html": {}}, "description": "the report of the period"},
+                        **_errors(401, 403, 422)})
+    def evidence_report(system: str | None = None,
+                        since: Annotated[datetime | None, Query(description="from (ISO 8601)")] = None,
+                        until: Annotated[datetime | None, Query(description="until, exclusive (ISO 8601)")] = None,
+                        ) -> HTMLResponse:
+        """The evidence pack's report of a period as one HTML page: drift, fairness and performance
+        over time, each incident's timeline, and the controls evidenced. Tickets link it."""
+        if system is not None:
+            _system(agent, system)
+        with tempfile.TemporaryDirectory(prefix="aims-report-") as tmp:
+            pack = Path(tmp) / "evidence-pack"
+            export_pack(agent.store, pack, since=_aware(since).isoformat() if since else None,
+                        until=_aware(until).isoformat() if until else None, system=system,
+                        control_map=agent.ledger.control_map)
+            return HTMLResponse((pack / "report.html").read_text(encoding="utf-8"))
+
+    @app.get("/api/v1/evidence/{seq}", tags=["evidence"], dependencies=[read], responses=_errors(401, 403, 404))
+    def evidence_record(seq: RowId) -> EvidenceOut:
+        """One evidence record (the record a ticket links)."""
+        with agent.store.session() as s:
+            r = s.get(EvidenceRecord, seq)
+            if r is None:
+                raise HTTPException(404, f"no evidence record {seq}")
+            return EvidenceOut(**Record.from_row(r).to_json())
+
     app.include_router(create_ingest_router(agent))
     return app
 
@@ -533,6 +614,10 @@ def _verify_upload(agent: Agent, archive: Path, tmp: Path, response: Response) -
     except EvidenceError as exc:  # no usable manifest: nothing to verify, which is not tampering
         raise InputError(str(exc).replace(str(folder), "the pack")) from exc
     return Verification(intact=True, records=n, signature=signature, ledger=ledger)
+
+
+def _outbox_out(e: OutboxEntry) -> OutboxOut:
+    return OutboxOut(**{f: getattr(e, f) for f in OutboxOut.model_fields})
 
 
 def _aware(ts: datetime) -> datetime:

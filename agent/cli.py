@@ -323,6 +323,50 @@ def cmd_risk_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_outbox_list(args: argparse.Namespace) -> int:
+    from agent.incidents import Outbox
+
+    with _evidence(args.config) as (_, ledger, store):
+        entries = Outbox(store, ledger, {}).entries(status=args.status, limit=args.limit)
+    if args.format == "json":
+        print(json.dumps([e.__dict__ for e in entries], indent=2, default=str))
+        return EXIT_OK
+    if not entries:
+        print("no notifications" + (f" with status {args.status}" if args.status else ""))
+    for e in entries:
+        status = "held" if e.held else e.status
+        error = f"  {e.error_kind}: {e.last_error}" if e.last_error else ""
+        print(f"{e.id:>8}  {e.sink:<16} {e.action:<8} {status:<10} incident {e.incident_id:<6} "
+              f"attempts {e.attempts:<4} created {e.created_at:%Y-%m-%d %H:%M}{error}"[:400])
+    return EXIT_OK
+
+
+def _outbox_change(args: argparse.Namespace, what: str) -> int:
+    import getpass
+
+    from agent.incidents import Outbox
+
+    by = args.by or getpass.getuser()
+    with _evidence(args.config) as (_, ledger, store):
+        box = Outbox(store, ledger, {})
+        entry = (box.requeue(args.id, by=by, reason=args.reason) if what == "requeue"
+                 else box.discard(args.id, by=by, reason=args.reason))
+    if entry is None:
+        _fail(f"no outbox message {args.id}")
+    done = ("requeued: the running agent delivers it (and the rest of its ticket) on its next pass"
+            if what == "requeue" else "discarded: the later notifications of its ticket go out on the next pass")
+    print(f"message {entry.id} to {entry.sink} ({entry.action} of incident {entry.incident_id}) {done}")
+    return EXIT_OK
+
+
+def cmd_outbox_requeue(args: argparse.Namespace) -> int:
+    return _outbox_change(args, "requeue")
+
+
+def cmd_outbox_discard(args: argparse.Namespace) -> int:
+    return _outbox_change(args, "discard")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from agent.arguments import port, positive_int
 
@@ -416,6 +460,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--days", type=positive_int, default=90, help="the period to summarise (default 90 days)")
     s.add_argument("-o", "--output", help="write to this file instead of stdout")
     s.set_defaults(func=cmd_modelcard)
+
+    ob = sub.add_parser("outbox", help="the delivery outbox: list notifications, requeue or discard a dead one"
+                        ).add_subparsers(dest="outbox_cmd", required=True)
+    s = ob.add_parser("list", help="notifications, newest first (held: waiting behind a dead one of its ticket)")
+    s.add_argument("--config", required=True)
+    s.add_argument("--status", choices=["pending", "delivered", "dead", "discarded"])
+    s.add_argument("--limit", type=int, default=100)
+    s.add_argument("--format", choices=["table", "json"], default="table")
+    s.set_defaults(func=cmd_outbox_list)
+    s = ob.add_parser("requeue", help="give a dead notification a fresh retry budget (recorded as evidence)")
+    s.add_argument("--config", required=True)
+    s.add_argument("id", type=int, help="the message id (from `outbox list --status dead`)")
+    s.add_argument("--by", help="who decides (default: the login name)")
+    s.add_argument("--reason", help="why, e.g. what was fixed")
+    s.set_defaults(func=cmd_outbox_requeue)
+    s = ob.add_parser("discard", help="abandon a dead notification for good, releasing the later ones of its "
+                      "ticket (recorded as evidence)")
+    s.add_argument("--config", required=True)
+    s.add_argument("id", type=int)
+    s.add_argument("--by", help="who decides (default: the login name)")
+    s.add_argument("--reason", required=True, help="why it is abandoned")
+    s.set_defaults(func=cmd_outbox_discard)
 
     rk = sub.add_parser("risk", help="AI risk signals for the risk register").add_subparsers(dest="risk_cmd",
                                                                                           required=True)

@@ -22,7 +22,7 @@ from connectors.base import RejectedRecord
 from connectors.sources.sql_pushdown import PushdownPlan, WindowAggregates
 from metrics.aggregates import StateReference, WindowSummary, judge_column, judge_drift, quality_from_summary
 from metrics.drift import ColumnDrift, DatasetDrift, DriftSpec, PreparedReference, column_drift, summarise
-from metrics.fairness import FairnessResult, fairness, fairness_from_counts
+from metrics.fairness import FairnessResult, GroupStats, fairness, fairness_from_counts
 from metrics.performance import classification_metrics, regression_metrics
 from metrics.quality import QualityFinding, QualityReport, ReferenceProfile, data_quality
 from metrics.stattests import CountSample
@@ -393,12 +393,47 @@ def _fairness_verdict(system: SystemConfig, spec: str, res: FairnessResult, ev: 
     judged = [g for g in res.groups if g.judged]
     rates = sorted(judged, key=lambda g: g.selection_rate)
     affected = rates[0].group if rates else "?"
+    groups = affected_groups(cfg.metric, cfg.threshold, judged) or ([affected] if rates else [])
     ev.verdicts.append(Verdict(
         "fairness", spec, state, value=value, threshold=cfg.threshold,
         summary=f"{cfg.metric} {value:.3f} (threshold {cfg.threshold})"
                 + ("" if significant else "; not statistically significant"),
-        detail={"metric": cfg.metric, "affected": affected, "affected_groups": [affected],
+        detail={"metric": cfg.metric, "affected": affected, "affected_groups": groups,
+                "affected_count": len(groups),
                 "groups": rj["groups"], "significant": significant, "floor": is_ratio}))
+
+
+def affected_groups(metric: str, threshold: float, judged: list[GroupStats]) -> list[str]:
+    """The judged groups on the wrong side of the gap, worst first: a selection rate (or, for the
+    error-rate metrics, a true positive rate) more than ``threshold`` below the best group's, a false
+    positive rate more than ``threshold`` above the lowest (equalized odds), or a selection-rate ratio
+    to the best group under ``threshold`` (demographic parity ratio)."""
+    def rates(attr: str) -> list[tuple[str, float]]:
+        return [(str(g.group), float(v)) for g in judged if (v := _num(getattr(g, attr))) is not None]
+
+    gaps: dict[str, float] = {}
+    if metric.startswith("demographic_parity"):
+        sel = rates("selection_rate")
+        best = max((r for _, r in sel), default=0.0)
+        for group, r in sel:
+            if metric == "demographic_parity_ratio":
+                if best > 0 and r / best < threshold:
+                    gaps[group] = 1 - r / best
+            elif best - r > threshold:
+                gaps[group] = best - r
+    else:
+        tpr = rates("true_positive_rate")
+        best = max((r for _, r in tpr), default=0.0)
+        for group, r in tpr:
+            if best - r > threshold:
+                gaps[group] = best - r
+        if metric == "equalized_odds_difference":
+            fpr = rates("false_positive_rate")
+            low = min((r for _, r in fpr), default=0.0)
+            for group, r in fpr:
+                if r - low > threshold:
+                    gaps[group] = max(gaps.get(group, 0.0), r - low)
+    return sorted(gaps, key=lambda g: -gaps[g])
 
 
 def _performance(system: SystemConfig, df: pd.DataFrame, ev: WindowEvaluation) -> None:

@@ -266,6 +266,8 @@ class _Snapshot:
     decisions: list[tuple[str, str, str, str]]
     incidents: list[tuple[str, str, int]]
     outbox: list[tuple[str, str, int, Any]]
+    outbox_failing: list[tuple[str, str, int]]  # pending messages whose last attempt failed, by error kind
+    outbox_given_up: list[tuple[str, int]]  # messages ever given up on, per sink
 
 
 class StateCollector(Collector):
@@ -312,7 +314,7 @@ class StateCollector(Collector):
         yield dropped
         yield bad
         yield from (families[k] for k in SPECS if k not in FAMILIES)
-        yield from self._outbox(snap.outbox)
+        yield from self._outbox(snap.outbox, snap.outbox_failing, snap.outbox_given_up)
         g = GaugeMetricFamily(f"{PREFIX}scrape_duration_seconds", "Time the last build of this exposition from "
                               "the store took.")
         g.add_metric([], time.perf_counter() - t0)
@@ -339,6 +341,13 @@ class StateCollector(Collector):
             outbox=[tuple(r) for r in s.execute(
                 select(OutboxMessage.sink, OutboxMessage.status, func.count(), func.min(OutboxMessage.created_at))
                 .group_by(OutboxMessage.sink, OutboxMessage.status)).all()],
+            outbox_failing=[tuple(r) for r in s.execute(
+                select(OutboxMessage.sink, OutboxMessage.error_kind, func.count())
+                .where(OutboxMessage.status == "pending", OutboxMessage.error_kind.is_not(None))
+                .group_by(OutboxMessage.sink, OutboxMessage.error_kind)).all()],
+            outbox_given_up=[tuple(r) for r in s.execute(
+                select(OutboxMessage.sink, func.count()).where(OutboxMessage.dead_at.is_not(None))
+                .group_by(OutboxMessage.sink)).all()],
         )
 
     def _exported(self, system_id: str) -> bool:
@@ -413,15 +422,22 @@ class StateCollector(Collector):
         return True
 
     @staticmethod
-    def _outbox(rows: Sequence[tuple[str, str, int, Any]]) -> Iterator[Metric]:
+    def _outbox(rows: Sequence[tuple[str, str, int, Any]], failing_rows: Sequence[tuple[str, str, int]],
+                dead_rows: Sequence[tuple[str, int]]) -> Iterator[Metric]:
         pending = GaugeMetricFamily(f"{PREFIX}outbox_pending", "Notifications waiting for delivery per sink.",
                                     labels=["sink"])
         oldest = GaugeMetricFamily(f"{PREFIX}outbox_oldest_pending_timestamp_seconds",
                                    "Creation time of the oldest undelivered notification per sink.", labels=["sink"])
+        failing = GaugeMetricFamily(f"{PREFIX}outbox_failing", "Notifications waiting for delivery whose last "
+                                    "attempt failed, per sink and error (retryable, unexpected).",
+                                    labels=["sink", "error"])
+        dead_now = GaugeMetricFamily(f"{PREFIX}outbox_dead", "Notifications given up on and neither requeued nor "
+                                     "discarded yet (they hold the later ones of their ticket) per sink.",
+                                     labels=["sink"])
         done = CounterMetricFamily(f"{PREFIX}notifications_delivered", "Notifications delivered per sink.",
                                    labels=["sink"])
         dead = CounterMetricFamily(f"{PREFIX}notifications_failed", "Notifications given up on (permanent "
-                                   "errors or too many attempts) per sink.", labels=["sink"])
+                                   "errors, or still failing after agent.outbox.retry_for) per sink.", labels=["sink"])
         for sink, status, n, first in sorted(rows, key=lambda r: (r[0], r[1])):
             if status == "pending":
                 pending.add_metric([sink], float(n))
@@ -429,8 +445,13 @@ class StateCollector(Collector):
             elif status == "delivered":
                 done.add_metric([sink], float(n))
             elif status == "dead":
-                dead.add_metric([sink], float(n))
-        yield from (pending, oldest, done, dead)
+                dead_now.add_metric([sink], float(n))
+        for sink, kind, n in sorted(failing_rows):
+            failing.add_metric([sink, str(kind)], float(n))
+        # counted by when they were first given up on, so requeueing one never makes the counter go down
+        for sink, n in sorted(dead_rows):
+            dead.add_metric([sink], float(n))
+        yield from (pending, oldest, failing, dead_now, done, dead)
 
 
 def _check_samples(st: CheckStat) -> list[Sample]:

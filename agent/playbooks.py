@@ -5,16 +5,16 @@ controls, EU AI Act clock). The ticketing tool that receives it is only the shel
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from agent.decisions import Verdict
 from config.errors import ConfigError, Problem
 from config.model import Role, SystemConfig
+from config.playbooks import SEVERITIES, read_playbooks
 
 SHIPPED = Path(__file__).resolve().parent.parent / "config" / "playbooks" / "default.yaml"
 
@@ -56,29 +56,35 @@ class Content:
 
 
 def load_kinds(src: Path) -> dict[str, dict[str, Any]]:
-    """The ``kinds:`` mapping of a playbook file; ConfigError names the file and the problem."""
-    try:
-        raw = yaml.safe_load(src.read_text(encoding="utf-8"))
-        kinds = dict(raw["kinds"])
-    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
-        raise ConfigError([Problem("playbooks", f"cannot read {src}: {exc}")]) from exc
-    bad = sorted(str(k) for k, v in kinds.items() if not isinstance(v, dict))
-    if bad:
-        raise ConfigError([Problem("playbooks", f"{src}: kinds {bad} are not mappings")])
+    """The ``kinds:`` of a playbook file, checked against the schema; ConfigError lists every problem."""
+    kinds, problems = read_playbooks(src)
+    if problems:
+        raise ConfigError([Problem(f"playbooks.{p.path}".rstrip("."), p.message) for p in problems])
     return kinds
 
 
-class Playbooks:
-    """The shipped (or configured) playbooks, plus per-system overlays from ``systems[].incidents.playbooks``.
+def overlay(base: dict[str, dict[str, Any]], over: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``over`` laid on ``base``: per kind, the keys it sets replace the base's, the others stay."""
+    merged = {k: dict(v) for k, v in base.items()}
+    for kind, book in over.items():
+        merged[str(kind)] = {**merged.get(str(kind), {}), **book}
+    return merged
 
-    An overlay replaces, per kind, the keys it sets (title, summary, severity, triage, controls) and
-    keeps the rest; a kind it adds is used as it is. Relative overlay paths are taken from ``base_dir``.
+
+class Playbooks:
+    """Three layers, each laid over the one before: the shipped playbooks, the organisation's
+    (``agent.playbooks_file``) and a system's own (``systems[].incidents.playbooks``).
+
+    A layer replaces, per kind, the keys it sets (title, summary, severity, triage, controls) and keeps
+    the rest. Relative paths are taken from ``base_dir`` (the config file's folder).
     """
 
     def __init__(self, path: Path | None = None, *, base_dir: Path | None = None,
-                 kinds: dict[str, dict[str, Any]] | None = None) -> None:
-        self.kinds: dict[str, dict[str, Any]] = kinds if kinds is not None else load_kinds(path or SHIPPED)
+                 kinds: dict[str, dict[str, Any]] | None = None, organisation: str | None = None) -> None:
         self.base_dir = base_dir
+        base = kinds if kinds is not None else load_kinds(path or SHIPPED)
+        self.kinds: dict[str, dict[str, Any]] = (
+            overlay(base, load_kinds(self.overlay_path(organisation))) if organisation else base)
         self._overlays: dict[str, Playbooks] = {}
 
     def overlay_path(self, ref: str) -> Path:
@@ -92,24 +98,23 @@ class Playbooks:
             return self
         cached = self._overlays.get(ref)
         if cached is None:
-            override = load_kinds(self.overlay_path(ref))
-            merged = {k: dict(v) for k, v in self.kinds.items()}
-            for kind, book in override.items():
-                merged[str(kind)] = {**merged.get(str(kind), {}), **book}
+            merged = overlay(self.kinds, load_kinds(self.overlay_path(ref)))
             cached = self._overlays[ref] = Playbooks(kinds=merged, base_dir=self.base_dir)
         return cached
 
     def check(self, systems: list[SystemConfig]) -> list[Problem]:
-        """Every unreadable override file, so a start-up check can report them all at once."""
+        """Every unusable override file, so a start-up check can report them all at once."""
         problems: list[Problem] = []
         for system in systems:
             try:
                 self.for_system(system)
             except ConfigError as exc:
-                problems.extend(Problem(f"systems.{system.id}.incidents.playbooks", p.message) for p in exc.problems)
+                problems.extend(Problem(f"systems.{system.id}.incidents.playbooks", str(p)) for p in exc.problems)
         return problems
 
-    def severity(self, kind: str, system: SystemConfig, ratio: float) -> str:
+    def severity(self, kind: str, system: SystemConfig, ratio: float, groups: Sequence[str] = ()) -> str:
+        """The first rule of ``kind`` whose conditions all hold; ``medium`` when none does."""
+        affected = {str(g) for g in groups}
         for rule in self.kinds.get(kind, {}).get("severity", []):
             when = rule.get("when", {})
             if "risk_tier" in when and system.risk_tier.value not in when["risk_tier"]:
@@ -118,7 +123,13 @@ class Playbooks:
                 continue
             if "min_ratio" in when and ratio < float(when["min_ratio"]):
                 continue
-            return str(rule["severity"])
+            if "min_affected_groups" in when and len(affected) < int(when["min_affected_groups"]):
+                continue
+            if "affected_groups" in when and not affected & {str(g) for g in when["affected_groups"]}:
+                continue
+            severity = str(rule.get("severity"))
+            if severity in SEVERITIES:  # files are checked at load; a bad value never outranks the default
+                return severity
         return "medium"
 
     def render(
@@ -152,7 +163,9 @@ class Playbooks:
         }
         title = _FMT.format(book.get("title", "{system_name}: {subject}"), **fields)[:240]
         summary = _FMT.format(book.get("summary", "{detail_text}"), **fields)
-        severity = self.severity(kind, system, ratio)
+        groups = verdict.detail.get("affected_groups", system.affected_groups)
+        groups = [str(g) for g in groups] if isinstance(groups, list) else []
+        severity = self.severity(kind, system, ratio, groups)
         triage = [str(s) for s in book.get("triage", [])]
         controls = [str(c) for c in book.get("controls", [])]
         data: dict[str, Any] = {
@@ -169,7 +182,7 @@ class Playbooks:
                        "eu_ai_act_high_risk": system.eu_ai_act_high_risk,
                        "model": f"{system.model.name} {system.model.version}",
                        "impact_assessment_ref": system.impact_assessment_ref},
-            "affected_groups": verdict.detail.get("affected_groups", system.affected_groups),
+            "affected_groups": groups,
             "controls": controls,
             "risk_register_ids": list(system.risk_register_ids),
             "links": links,

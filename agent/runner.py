@@ -37,6 +37,7 @@ from agent.evaluate import (
 from agent.evidence import ledger_from_config
 from agent.exposition import families_of_phase, series_key
 from agent.incidents import IncidentChange, IncidentManager, Outbox, utc
+from agent.links import IncidentLinks
 from agent.playbooks import Playbooks
 from agent.reference import read_reference
 from agent.schema import CheckRun, CheckStat, Decision, EvidenceRecord, MetricValue, Watermark
@@ -140,10 +141,10 @@ class Agent:
         self.clock = clock
         self.store = store or Store(cfg.agent.state_url.get_secret_value())
         self.ledger = ledger_from_config(cfg.agent.evidence, base_dir)
-        links = {"grafana": cfg.agent.grafana_url} if cfg.agent.grafana_url else {}
-        self.incidents = IncidentManager(self.ledger, Playbooks(base_dir=base_dir), links=links)
+        playbooks = Playbooks(base_dir=base_dir, organisation=cfg.agent.playbooks_file)
+        self.incidents = IncidentManager(self.ledger, playbooks, links=IncidentLinks.from_settings(cfg.agent))
         self.sinks: dict[str, Sink] = dict(sinks) if sinks is not None else build_sinks(cfg, base_dir)
-        self.outbox = Outbox(self.store, self.ledger, self.sinks)
+        self.outbox = Outbox(self.store, self.ledger, self.sinks, settings=cfg.agent.outbox)
         self._sources: dict[str, Source] = {}
         self._references: dict[str, SystemReference] = {}
         # what each system's reference was read from, for check-run evidence: path@sha256 for files

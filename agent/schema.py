@@ -151,6 +151,12 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # why the last attempt failed: retryable | unexpected | permanent (None once delivered or requeued)
+    error_kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # the first failed attempt since the message was queued or requeued: the retry budget counts from here
+    failing_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # when the outbox first gave up on it; kept on requeue, so "given up on" counts never go down
+    dead_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     __table_args__ = (
         Index("ix_outbox_due", "status", "next_attempt_at"),
         Index("ix_outbox_order", "sink", "fingerprint", "status"),

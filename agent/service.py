@@ -103,10 +103,14 @@ class Service:
             log.error("evidence retention purge failed: %s", exc)
 
     def _deliver(self) -> None:
+        # each message's failure is contained by the outbox; what reaches here (the state store is down,
+        # or a bug) must not end the job, and the next run in 5 s tries again
         try:
             self.agent.deliver()
         except AimsError as exc:
             log.error("outbox delivery failed: %s", exc)
+        except Exception:
+            log.exception("outbox delivery failed unexpectedly")
 
     def start(self) -> None:
         self.scheduler.start()

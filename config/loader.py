@@ -34,6 +34,7 @@ from config.model import (
     SourceConfig,
     check_problems,
 )
+from config.playbooks import read_playbooks
 
 _VAR = re.compile(r"\$\{([^}]*)\}")
 
@@ -134,7 +135,8 @@ def parse_config(
         problems.extend(p for p in _raw_reference_problems(data) if p.message not in seen)
     # These run on the raw document, part by part, so that one invalid field elsewhere (a bad role, a
     # typo) does not hide them: every problem is reported at once.
-    for problem in [*_check_sinks(data, sink_config), *_check_systems(data, base_dir, reference_columns)]:
+    for problem in [*_check_sinks(data, sink_config), *_check_systems(data, base_dir, reference_columns),
+                    *_check_playbooks(data, base_dir)]:
         if problem not in problems:
             problems.append(problem)
     if problems:
@@ -272,6 +274,26 @@ def _reference_problems(i: int, ref: FileSourceConfig | SnapshotSourceConfig, sc
     # A feature the reference lacks would silently never be judged for drift.
     return [Problem(f"systems.{i}.schema.features.{c}", f"not a column of the reference data ({ref.path})")
             for c in missing]
+
+
+def _check_playbooks(data: Any, base_dir: Path | None) -> list[Problem]:
+    """The organisation's playbook file and every system's override, each checked against the schema."""
+    if not isinstance(data, dict):
+        return []
+    agent = data.get("agent")
+    files: list[tuple[str, Any]] = [("agent.playbooks_file",
+                                     agent.get("playbooks_file") if isinstance(agent, dict) else None)]
+    systems = data.get("systems")
+    for i, system in enumerate(systems if isinstance(systems, list) else []):
+        routing = system.get("incidents") if isinstance(system, dict) else None
+        files.append((f"systems.{i}.incidents.playbooks",
+                      routing.get("playbooks") if isinstance(routing, dict) else None))
+    problems: list[Problem] = []
+    for where, ref in files:
+        if isinstance(ref, str) and ref:
+            _, found = read_playbooks(resolve_path(ref, base_dir))
+            problems.extend(Problem(f"{where}.{p.path}".rstrip("."), p.message) for p in found)
+    return problems
 
 
 def resolve_path(path: str, base_dir: Path | None) -> Path:

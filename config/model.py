@@ -600,6 +600,10 @@ class ServerConfig(Strict):
         default=1 << 20, ge=1024, le=(1 << 24) - 1,
         description="largest CloudEvent body the ingest endpoint stores (413 above); at most 16 MiB - 1, "
         "MariaDB's MEDIUMTEXT")
+    external_url: str | None = Field(
+        default=None, pattern=r"^https?://[^\s]+$",
+        description="the URL people reach this agent's API at (e.g. https://aims.example.com); tickets link "
+        "the evidence record and the report under it. Without it those links are left out")
 
 
 class Token(Strict):
@@ -657,12 +661,34 @@ class EvidenceConfig(Strict):
     grc: GrcConfig | None = None
 
 
+class OutboxConfig(Strict):
+    """How long the delivery loop keeps trying a notification that fails with a retryable error."""
+
+    retry_for: timedelta = Field(
+        default=timedelta(days=7), description="give up on a message (dead, recorded as notification_failed) "
+        "after it has failed for this long; permanent errors are dead at once")
+    max_backoff: timedelta = Field(default=timedelta(minutes=10),
+                                   description="the longest wait between two attempts (Retry-After may be longer)")
+
+    @field_validator("retry_for", "max_backoff", mode="before")
+    @classmethod
+    def _dur(cls, v: object) -> timedelta:
+        return parse_duration(v)
+
+
 class AgentSettings(Strict):
     state_url: SecretStr = SecretStr("sqlite:///./aims-state/state.db")
     server: ServerConfig = Field(default_factory=ServerConfig)
     tokens: list[Token] = Field(default_factory=list)
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
-    grafana_url: str | None = None
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    playbooks_file: str | None = Field(
+        default=None, description="the organisation's playbooks (relative to the config file): laid over the "
+        "shipped ones, under each system's own `incidents.playbooks`")
+    grafana_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$",
+                                    description="Grafana's root URL; tickets link the system's dashboard panel")
+    grafana_dashboard_uid: str = Field(default="aims-agent", min_length=1,
+                                       description="uid of the imported aims-agent dashboard")
 
     @model_validator(mode="after")
     def _bind_is_safe(self) -> AgentSettings:

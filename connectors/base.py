@@ -106,11 +106,21 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class Reinstated:
+    """The ticket of an open incident had been closed or deleted in the tool, and the sink put it back."""
+
+    previous_remote_id: str
+    previous_state: Literal["closed", "gone"]  # closed by a person, or deleted
+    how: Literal["new", "reopened"]  # a new ticket was opened, or the closed one reopened
+
+
+@dataclass(frozen=True)
 class TicketRef:
     """Where the sink put the incident, so later notices for the same fingerprint update it."""
 
     remote_id: str
     url: str | None = None
+    reinstated: Reinstated | None = None  # set when the previous ticket was closed or deleted by hand
 
 
 @runtime_checkable

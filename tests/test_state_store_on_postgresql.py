@@ -28,7 +28,7 @@ def test_migrations_create_the_schema_and_are_idempotent(pg_url: str) -> None:
     assert {"check_runs", "decisions", "evidence", "incidents", "outbox", "watermarks", "alembic_version"} <= set(
         store.tables())
     with store.session() as s:
-        assert s.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
+        assert s.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0004"
     store.close()
 
 

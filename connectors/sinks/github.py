@@ -7,6 +7,7 @@ the endpoint also returns, are skipped); updates are comments; resolve closes th
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -14,7 +15,7 @@ from pydantic import Field, SecretStr
 
 from config.errors import PermanentSinkError
 from connectors.base import Notice, TicketRef
-from connectors.sinks.http import HttpClient, TicketSink, TicketSinkSettings, ticket_text
+from connectors.sinks.http import HttpClient, TicketSink, TicketSinkSettings, TicketState, expect_object
 
 
 class GitHubSinkConfig(TicketSinkSettings):
@@ -53,10 +54,9 @@ class GitHubSink(TicketSink):
 
     def find_open(self, notice: Notice) -> TicketRef | None:
         labels = ",".join([*self.config.labels, self.label(notice.fingerprint)])
-        issues = self.http.request("GET", "/issues", params={"state": "open", "labels": labels,
-                                                             "per_page": 10}).json()
+        issues = self.http.json("GET", "/issues", params={"state": "open", "labels": labels, "per_page": 10})
         for issue in issues if isinstance(issues, list) else []:
-            if "pull_request" not in issue:
+            if isinstance(issue, dict) and "pull_request" not in issue:
                 return self._ref(issue)
         return None
 
@@ -65,24 +65,47 @@ class GitHubSink(TicketSink):
         if notice.severity in self.config.severity_labels:
             labels.append(self.config.severity_labels[notice.severity])
         body = f"{notice.body_markdown}\n\n<!-- aims-fingerprint: {notice.fingerprint} -->\n"
-        issue = self.http.request("POST", "/issues", json={"title": notice.title[:256], "body": body,
-                                                           "labels": labels}).json()
+        issue = expect_object(self.http.json("POST", "/issues", json={"title": notice.title[:256], "body": body,
+                                                                      "labels": labels}), "github")
         if "number" not in issue:
             raise PermanentSinkError("github answered the create without an issue number")
         return self._ref(issue)
 
+    def state(self, ref: TicketRef) -> TicketState:
+        # a deleted issue answers 410 Gone; one the token can no longer see (or a wrong number) 404
+        resp = self.http.request("GET", f"/issues/{ref.remote_id}", allow=(404, 410))
+        if resp.status_code in (404, 410):
+            return "gone"
+        issue = expect_object(self.http.decode(resp), "github")
+        return "closed" if issue.get("state") == "closed" else "open"
+
     def has_comment(self, ref: TicketRef, marker: str) -> bool:
-        comments = self.http.request("GET", f"/issues/{ref.remote_id}/comments", params={"per_page": 100}).json()
-        return any(marker in str(c.get("body")) for c in comments) if isinstance(comments, list) else False
+        # comments come oldest first; a retried message's comment is among the last, so read the first
+        # page and, on a long thread, the last two
+        path = f"/issues/{ref.remote_id}/comments"
+        first = self.http.request("GET", path, params={"per_page": 100})
+        pages = [self.http.decode(first)]
+        last = _last_page(first.headers.get("link", ""))
+        for page in sorted({p for p in (last - 1, last) if p > 1}):
+            pages.append(self.http.json("GET", path, params={"per_page": 100, "page": page}))
+        return any(marker in str(c.get("body")) for got in pages if isinstance(got, list)
+                   for c in got if isinstance(c, dict))
 
-    def comment(self, ref: TicketRef, notice: Notice) -> None:
-        self.http.request("POST", f"/issues/{ref.remote_id}/comments", json={"body": ticket_text(notice)})
+    def add_comment(self, ref: TicketRef, text: str) -> None:
+        self.http.request("POST", f"/issues/{ref.remote_id}/comments", json={"body": text})
 
-    def close_ticket(self, ref: TicketRef, notice: Notice) -> None:
-        self.comment(ref, notice)
+    def set_severity(self, ref: TicketRef, notice: Notice) -> None:
+        """A severity label is set when the issue is opened; later changes are in the comments, because
+        relabelling would drop labels people added by hand."""
+
+    def close(self, ref: TicketRef, notice: Notice) -> None:
         self.http.request("PATCH", f"/issues/{ref.remote_id}", json={"state": "closed", "state_reason": "completed"})
 
     def reopen(self, ref: TicketRef, notice: Notice) -> None:
         self.http.request("PATCH", f"/issues/{ref.remote_id}", json={"state": "open", "state_reason": "reopened"})
-        self.http.request("POST", f"/issues/{ref.remote_id}/comments",
-                          json={"body": f"Recurred.\n\n{ticket_text(notice)}"})
+
+
+def _last_page(link: str) -> int:
+    """The page number of ``rel="last"`` in a Link header; 1 when there is none."""
+    m = re.search(r'[?&]page=(\d+)[^>]*>;\s*rel="last"', link)
+    return int(m.group(1)) if m else 1

@@ -7,11 +7,17 @@ redirects, and maps failures onto the sink errors of ``config.errors``:
 * connection errors, timeouts, 408, 429 and 5xx -> ``RetryableSinkError`` (``retry_after`` from the
   ``Retry-After`` header, in seconds or as an HTTP date, or from GitHub's rate-limit reset);
 * every other 4xx and any 3xx -> ``PermanentSinkError`` carrying the response's reason, with every
-  configured secret redacted from the message.
+  configured secret redacted from the message;
+* a 2xx whose body is not the JSON the API promises (a proxy's or a single-sign-on page) ->
+  ``PermanentSinkError`` from ``HttpClient.json``, never a decoding error out of the sink.
 
 ``TicketSink`` holds the lifecycle common to the ticketing tools (Redmine, RT, Jira, ServiceNow,
 GitHub): look up the open ticket by fingerprint before creating one, reopen or open a new ticket on
-recurrence as configured, comment on updates, close on resolve.
+recurrence as configured, comment on updates, close on resolve. Every step is safe to repeat, because
+a message is retried after a partial failure (the comment went in, the priority change got a 429) and
+redelivered after a crash: a comment is posted only if the ticket does not carry the message's marker
+yet, and a state change only if the ticket is not in that state already. A ticket closed or deleted
+by hand while its incident is still open is put back: reopened or replaced by a new one.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import socket
 import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Literal
@@ -31,7 +37,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from config.errors import PermanentSinkError, RetryableSinkError
-from connectors.base import Notice, TicketRef
+from connectors.base import Notice, Reinstated, TicketRef
 
 # cloud metadata endpoints that are not link-local (AWS IPv6, Alibaba)
 METADATA_ADDRESSES = {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
@@ -151,7 +157,9 @@ class HttpClient:
         params: Mapping[str, str | int] | None = None,
         content: str | bytes | None = None,
         headers: Mapping[str, str] | None = None,
+        allow: Collection[int] = (),
     ) -> httpx.Response:
+        """Send one request; statuses in ``allow`` come back as responses instead of raising."""
         url = self.url(path)
         parts = urlsplit(url)
         self.guard.check(parts.hostname or "", parts.port)
@@ -162,8 +170,26 @@ class HttpClient:
             raise RetryableSinkError(f"{what}: timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
             raise RetryableSinkError(f"{what}: {self.redact(type(exc).__name__ + ': ' + str(exc))}") from exc
-        self.raise_for_status(resp, what)
+        if resp.status_code not in allow:
+            self.raise_for_status(resp, what)
         return resp
+
+    def json(self, method: str, path: str, **kw: Any) -> Any:
+        """``request`` (same arguments) and the decoded JSON body. A success whose body is not JSON is a
+        proxy, a login page or a misconfigured URL, not the tool: retrying cannot fix it, so it is
+        permanent."""
+        return self.decode(self.request(method, path, **kw))
+
+    def decode(self, resp: httpx.Response) -> Any:
+        """The JSON body of a response; PermanentSinkError when it is not JSON."""
+        try:
+            return resp.json()
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both derive from it
+            kind = resp.headers.get("content-type", "no content type").split(";", 1)[0]
+            snippet = self.redact(" ".join(resp.text[:200].split())) if resp.content else "an empty body"
+            where = self.redact(f"{resp.request.method} {self.label}{resp.request.url.path}")
+            raise PermanentSinkError(f"{where}: HTTP {resp.status_code} answered with {kind} that is not JSON "
+                                     f"(a proxy or login page in front of the tool?): {snippet}") from exc
 
     def raise_for_status(self, resp: httpx.Response, what: str) -> None:
         code = resp.status_code
@@ -184,6 +210,13 @@ class HttpClient:
 
     def close(self) -> None:
         self.client.close()
+
+
+def expect_object(body: Any, tool: str) -> dict[str, Any]:
+    """``body`` when it is a JSON object; anything else means the API changed under us (permanent)."""
+    if not isinstance(body, dict):
+        raise PermanentSinkError(f"{tool} answered {type(body).__name__} where a JSON object was expected")
+    return body
 
 
 def _reason(resp: httpx.Response) -> str:
@@ -229,12 +262,16 @@ class MessageMemo:
         return ref
 
 
+TicketState = Literal["open", "closed", "gone"]
+
+
 class TicketSink(ABC):
-    """The lifecycle shared by ticketing tools; subclasses implement the five remote operations.
+    """The lifecycle shared by ticketing tools; subclasses implement the remote operations.
 
     Idempotency per fingerprint: an ``open`` looks up the tool's open ticket carrying the fingerprint
     before creating one (a lost local map, or a crash between creating and recording, still finds it);
-    a message already applied by this process is not applied twice.
+    each comment carries the message's marker and is posted only when the ticket does not carry it yet;
+    a state change is made only when the ticket is not in that state already.
     """
 
     kind: ClassVar[str] = "ticket"
@@ -247,27 +284,35 @@ class TicketSink(ABC):
     # remote operations ----------------------------------------------------------------------------
     @abstractmethod
     def find_open(self, notice: Notice) -> TicketRef | None:
-        """Implemented by each ticketing tool."""
+        """The tool's open ticket carrying the notice's fingerprint, if any."""
 
     @abstractmethod
     def create(self, notice: Notice) -> TicketRef:
-        """Implemented by each ticketing tool."""
+        """A new ticket with the notice's title and content."""
 
     @abstractmethod
-    def comment(self, ref: TicketRef, notice: Notice) -> None:
-        """Implemented by each ticketing tool."""
+    def state(self, ref: TicketRef) -> TicketState:
+        """Whether the ticket is open, closed (resolved, done, cancelled) or gone (deleted)."""
 
     @abstractmethod
-    def close_ticket(self, ref: TicketRef, notice: Notice) -> None:
-        """Implemented by each ticketing tool."""
+    def has_comment(self, ref: TicketRef, marker: str) -> bool:
+        """Whether the ticket already carries a comment (note, work note) containing ``marker``."""
+
+    @abstractmethod
+    def add_comment(self, ref: TicketRef, text: str) -> None:
+        """Post one comment."""
+
+    @abstractmethod
+    def close(self, ref: TicketRef, notice: Notice) -> None:
+        """Move an open ticket to the resolved state (no comment)."""
 
     @abstractmethod
     def reopen(self, ref: TicketRef, notice: Notice) -> None:
-        """Implemented by each ticketing tool."""
+        """Move a closed ticket back to an open state (no comment)."""
 
-    def has_comment(self, ref: TicketRef, marker: str) -> bool:
-        """Whether the ticket already carries a comment with ``marker``; tools that cannot tell say False."""
-        return False
+    @abstractmethod
+    def set_severity(self, ref: TicketRef, notice: Notice) -> None:
+        """Make the ticket's priority follow the notice's severity; setting it twice must be harmless."""
 
     # lifecycle ------------------------------------------------------------------------------------
     def deliver(self, notice: Notice, *, known: TicketRef | None) -> TicketRef:
@@ -275,40 +320,87 @@ class TicketSink(ABC):
         return done if done is not None else self.memo.put(notice.message_id, self._apply(notice, known))
 
     def _apply(self, notice: Notice, known: TicketRef | None) -> TicketRef:
+        known = known if known is not None and known.remote_id else None
         if notice.action == "open":
-            if known is not None and known.remote_id and self.settings.on_recurrence == "reopen":
-                self.reopen(known, notice)
-                return known
-            ref = self._created.get(notice.fingerprint) or self.find_open(notice)
-            if ref is None:
-                ref = self.create(notice)
-                self._created[notice.fingerprint] = ref
-            return ref
-        ref = known if known is not None and known.remote_id else (
-            self._created.get(notice.fingerprint) or self.find_open(notice))
+            return self._open(notice, known)
+        ref = known or self._created.get(notice.fingerprint) or self.find_open(notice)
         if notice.action == "update":
-            if ref is None:  # the ticket was never made or was deleted by hand: make one, lose nothing
-                ref = self.create(notice)
-                self._created[notice.fingerprint] = ref
-            elif not self.has_comment(ref, message_marker(notice)):
-                self.comment(ref, notice)  # a redelivery after a crash finds its comment and adds none
-            return ref
+            return self._update(notice, ref)
+        return self._resolve(notice, ref)
+
+    def _open(self, notice: Notice, known: TicketRef | None) -> TicketRef:
+        if known is not None and self.settings.on_recurrence == "reopen":
+            state = self.state(known)
+            if state != "gone":  # a deleted last ticket cannot be reopened: a new one, below
+                if state == "closed":
+                    self.reopen(known, notice)
+                self._comment_once(known, notice, prefix="Recurred.")
+                self.set_severity(known, notice)
+                return known
+        ref = self._created.get(notice.fingerprint) or self.find_open(notice)
+        return ref if ref is not None else self._create(notice)
+
+    def _update(self, notice: Notice, ref: TicketRef | None) -> TicketRef:
+        if ref is None:  # the ticket was never made, and the tool has none open: make one, lose nothing
+            return self._create(notice)
+        state = self.state(ref)
+        if state == "closed" or state == "gone":
+            return self._reinstate(notice, ref, state)
+        self._comment_once(ref, notice)
+        self.set_severity(ref, notice)
+        return ref
+
+    def _reinstate(self, notice: Notice, ref: TicketRef, state: Literal["closed", "gone"]) -> TicketRef:
+        """The incident is still open but a person closed or deleted its ticket: writing into a ticket
+        nobody watches would lose the change, so the ticket comes back (reopened, with
+        ``on_recurrence: reopen``, when it still exists; otherwise a new ticket) and says why."""
+        why = (f"Ticket {ref.remote_id} was {'closed' if state == 'closed' else 'deleted'} in the tool while the "
+               "incident is still open.")
+        if state == "closed" and self.settings.on_recurrence == "reopen":
+            self.reopen(ref, notice)
+            self._comment_once(ref, notice, prefix=f"{why} Reopened.")
+            self.set_severity(ref, notice)
+            return TicketRef(ref.remote_id, ref.url, reinstated=Reinstated(ref.remote_id, state, "reopened"))
+        # an earlier attempt of this message may have made the new ticket already (crash before recording)
+        created = self._created.get(notice.fingerprint)
+        found = created if created is not None and created.remote_id != ref.remote_id else self.find_open(notice)
+        new = found if found is not None and found.remote_id != ref.remote_id else self._create(notice)
+        self._comment_once(new, notice, prefix=f"{why} It continues here.")
+        return TicketRef(new.remote_id, new.url, reinstated=Reinstated(ref.remote_id, state, "new"))
+
+    def _resolve(self, notice: Notice, ref: TicketRef | None) -> TicketRef:
         self._created.pop(notice.fingerprint, None)
         if ref is None:
             return TicketRef(remote_id="")  # nothing open to resolve
-        self.close_ticket(ref, notice)
+        state = self.state(ref)
+        if state == "gone":
+            return TicketRef(remote_id="")  # deleted by hand: nothing left to close
+        self._comment_once(ref, notice)  # on a ticket closed by hand too: its history shows the recovery
+        if state == "open":
+            self.close(ref, notice)
         return ref
+
+    def _create(self, notice: Notice) -> TicketRef:
+        ref = self.create(notice)
+        self._created[notice.fingerprint] = ref
+        return ref
+
+    def _comment_once(self, ref: TicketRef, notice: Notice, *, prefix: str = "") -> None:
+        if not self.has_comment(ref, message_marker(notice)):
+            text = ticket_text(notice)
+            self.add_comment(ref, f"{prefix}\n\n{text}" if prefix else text)
 
 
 def message_marker(notice: Notice) -> str:
-    return f"aims message {notice.message_id}"
+    """What identifies a message's comment in a ticket. The action and time after the id keep message 1
+    from matching message 12, and a message of a rebuilt state store from matching an older one."""
+    return f"aims message {notice.message_id}: {notice.action} at {notice.occurred_at.isoformat()}"
 
 
 def ticket_text(notice: Notice) -> str:
     """The comment text of an update or resolve: what changed, when, and the incident's identity."""
     return (f"{notice.summary}\n\n"
-            f"({message_marker(notice)}: {notice.action} at {notice.occurred_at.isoformat()}; "
-            f"severity {notice.severity}; fingerprint {notice.fingerprint})")
+            f"({message_marker(notice)}; severity {notice.severity}; fingerprint {notice.fingerprint})")
 
 
 def wall_clock() -> datetime:

@@ -16,7 +16,7 @@ from pydantic import Field, SecretStr
 
 from config.errors import PermanentSinkError
 from connectors.base import Notice, TicketRef
-from connectors.sinks.http import HttpClient, TicketSink, TicketSinkSettings, ticket_text
+from connectors.sinks.http import HttpClient, TicketSink, TicketSinkSettings, TicketState, expect_object
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
 _BULLET = re.compile(r"^\s*[-*]\s+(.*)$")
@@ -94,9 +94,9 @@ class JiraSink(TicketSink):
     def find_open(self, notice: Notice) -> TicketRef | None:
         jql = (f'project = "{self.config.project_key}" AND labels = "{self.label(notice.fingerprint)}" '
                "AND statusCategory != Done ORDER BY created DESC")
-        issues = self.http.request("GET", "/search/jql", params={"jql": jql, "fields": "status",
-                                                                 "maxResults": 1}).json().get("issues", [])
-        return self._ref(str(issues[0]["key"])) if issues else None
+        found = self.http.json("GET", "/search/jql", params={"jql": jql, "fields": "status", "maxResults": 1})
+        issues = expect_object(found, "jira").get("issues") or []
+        return self._ref(str(issues[0]["key"])) if isinstance(issues, list) and issues else None
 
     def create(self, notice: Notice) -> TicketRef:
         fields: dict[str, Any] = {
@@ -108,24 +108,39 @@ class JiraSink(TicketSink):
         }
         if notice.severity in self.config.priorities:
             fields["priority"] = {"name": self.config.priorities[notice.severity]}
-        body = self.http.request("POST", "/issue", json={"fields": fields}).json()
+        body = expect_object(self.http.json("POST", "/issue", json={"fields": fields}), "jira")
         if "key" not in body:
             raise PermanentSinkError("jira answered the create without an issue key")
         return self._ref(str(body["key"]))
 
-    def has_comment(self, ref: TicketRef, marker: str) -> bool:
-        comments = self.http.request("GET", f"/issue/{ref.remote_id}/comment",
-                                     params={"orderBy": "-created", "maxResults": 50}).json().get("comments", [])
-        return any(marker in str(c.get("body")) for c in comments)
+    def state(self, ref: TicketRef) -> TicketState:
+        resp = self.http.request("GET", f"/issue/{ref.remote_id}", params={"fields": "status"}, allow=(404,))
+        if resp.status_code == 404:
+            return "gone"
+        body = self.http.decode(resp)
+        try:
+            category = body["fields"]["status"]["statusCategory"]["key"]
+        except (KeyError, TypeError) as exc:
+            raise PermanentSinkError(f"jira issue {ref.remote_id}: the answer carries no status category") from exc
+        return "closed" if category == "done" else "open"
 
-    def comment(self, ref: TicketRef, notice: Notice) -> None:
-        self.http.request("POST", f"/issue/{ref.remote_id}/comment", json={"body": adf(ticket_text(notice))})
+    def has_comment(self, ref: TicketRef, marker: str) -> bool:
+        page = self.http.json("GET", f"/issue/{ref.remote_id}/comment",
+                              params={"orderBy": "-created", "maxResults": 100})
+        comments = expect_object(page, "jira").get("comments") or []
+        return any(marker in adf_text(c.get("body")) for c in comments if isinstance(c, dict))
+
+    def add_comment(self, ref: TicketRef, text: str) -> None:
+        self.http.request("POST", f"/issue/{ref.remote_id}/comment", json={"body": adf(text)})
+
+    def set_severity(self, ref: TicketRef, notice: Notice) -> None:
         if notice.severity in self.config.priorities:
             self.http.request("PUT", f"/issue/{ref.remote_id}",
                               json={"fields": {"priority": {"name": self.config.priorities[notice.severity]}}})
 
     def _transition(self, ref: TicketRef, name: str, *, resolution: str | None) -> None:
-        transitions = self.http.request("GET", f"/issue/{ref.remote_id}/transitions").json().get("transitions", [])
+        listed = self.http.json("GET", f"/issue/{ref.remote_id}/transitions")
+        transitions = expect_object(listed, "jira").get("transitions") or []
         wanted = name.casefold()
         chosen = next((t for t in transitions if str(t.get("name", "")).casefold() == wanted), None) or next(
             (t for t in transitions if str(t.get("to", {}).get("name", "")).casefold() == wanted), None)
@@ -137,11 +152,20 @@ class JiraSink(TicketSink):
             payload["fields"] = {"resolution": {"name": resolution}}
         self.http.request("POST", f"/issue/{ref.remote_id}/transitions", json=payload)
 
-    def close_ticket(self, ref: TicketRef, notice: Notice) -> None:
-        self.http.request("POST", f"/issue/{ref.remote_id}/comment", json={"body": adf(ticket_text(notice))})
+    def close(self, ref: TicketRef, notice: Notice) -> None:
         self._transition(ref, self.config.resolve_transition, resolution=self.config.resolution)
 
     def reopen(self, ref: TicketRef, notice: Notice) -> None:
         self._transition(ref, self.config.reopen_transition, resolution=None)
-        self.http.request("POST", f"/issue/{ref.remote_id}/comment",
-                          json={"body": adf(f"Recurred.\n\n{ticket_text(notice)}")})
+
+
+def adf_text(doc: Any) -> str:
+    """The text of an ADF document (or of a plain string body), for finding a marker in it."""
+    if isinstance(doc, str):
+        return doc
+    if isinstance(doc, dict):
+        return str(doc.get("text", "")) + "".join(adf_text(c) for c in doc.get("content", []) or [])
+    if isinstance(doc, list):
+        return "".join(adf_text(c) for c in doc)
+    return ""
+

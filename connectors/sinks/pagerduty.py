@@ -47,9 +47,11 @@ class PagerDutySink:
         return f"pagerduty events {self.config.url}"
 
     def event(self, notice: Notice) -> dict[str, Any]:
+        # `open` always triggers: an acknowledgement that happened while the trigger waited in the outbox
+        # must not turn it into an acknowledge of an alert PagerDuty never saw (which it ignores)
         if notice.action == "resolve":
             action = "resolve"
-        elif notice.labels.get("status") == "acknowledged":
+        elif notice.action == "update" and notice.labels.get("status") == "acknowledged":
             action = "acknowledge"
         else:
             action = "trigger"
@@ -76,6 +78,6 @@ class PagerDutySink:
         done = self.memo.get(notice.message_id)
         if done is not None:
             return done
-        body = self.http.request("POST", "/v2/enqueue", json=self.event(notice)).json()
+        body = self.http.json("POST", "/v2/enqueue", json=self.event(notice))
         key = str(body.get("dedup_key") or notice.fingerprint) if isinstance(body, dict) else notice.fingerprint
         return self.memo.put(notice.message_id, TicketRef(remote_id=key))

@@ -14,7 +14,7 @@ from pydantic import Field, SecretStr
 
 from config.errors import PermanentSinkError
 from connectors.base import Notice, TicketRef
-from connectors.sinks.http import HttpClient, TicketSink, TicketSinkSettings, ticket_text
+from connectors.sinks.http import HttpClient, TicketSink, TicketSinkSettings, TicketState, expect_object
 
 
 class RedmineSinkConfig(TicketSinkSettings):
@@ -52,11 +52,11 @@ class RedmineSink(TicketSink):
         return {"priority_id": pid} if pid else {}
 
     def find_open(self, notice: Notice) -> TicketRef | None:
-        resp = self.http.request("GET", "/issues.json", params={
+        found = self.http.json("GET", "/issues.json", params={
             "project_id": self.config.project, "status_id": "open",
             f"cf_{self.config.incident_key_field_id}": notice.fingerprint, "limit": 1, "sort": "id:desc"})
-        issues = resp.json().get("issues", [])
-        return self._ref(issues[0]["id"]) if issues else None
+        issues = expect_object(found, "redmine").get("issues") or []
+        return self._ref(issues[0]["id"]) if isinstance(issues, list) and issues else None
 
     def create(self, notice: Notice) -> TicketRef:
         issue: dict[str, Any] = {
@@ -68,7 +68,7 @@ class RedmineSink(TicketSink):
         }
         if self.config.tracker_id:
             issue["tracker_id"] = self.config.tracker_id
-        body = self.http.request("POST", "/issues.json", json={"issue": issue}).json()
+        body = expect_object(self.http.json("POST", "/issues.json", json={"issue": issue}), "redmine")
         try:
             return self._ref(body["issue"]["id"])
         except (KeyError, TypeError) as exc:
@@ -77,16 +77,31 @@ class RedmineSink(TicketSink):
     def _put(self, ref: TicketRef, fields: dict[str, Any]) -> None:
         self.http.request("PUT", f"/issues/{ref.remote_id}.json", json={"issue": fields})
 
+    def state(self, ref: TicketRef) -> TicketState:
+        resp = self.http.request("GET", f"/issues/{ref.remote_id}.json", allow=(404,))
+        if resp.status_code == 404:
+            return "gone"
+        status = expect_object(expect_object(self.http.decode(resp), "redmine").get("issue"), "redmine").get(
+            "status") or {}
+        closed = status.get("is_closed") if isinstance(status, dict) else None
+        if closed is None:  # before Redmine 5.1 the status carries no is_closed: compare with ours
+            closed = isinstance(status, dict) and status.get("id") == self.config.closed_status_id
+        return "closed" if closed else "open"
+
     def has_comment(self, ref: TicketRef, marker: str) -> bool:
-        issue = self.http.request("GET", f"/issues/{ref.remote_id}.json", params={"include": "journals"}).json()
-        return any(marker in str(j.get("notes") or "") for j in issue.get("issue", {}).get("journals", []))
+        issue = expect_object(self.http.json("GET", f"/issues/{ref.remote_id}.json", params={"include": "journals"}),
+                              "redmine").get("issue") or {}
+        return any(marker in str(j.get("notes") or "") for j in issue.get("journals", []) if isinstance(j, dict))
 
-    def comment(self, ref: TicketRef, notice: Notice) -> None:
-        self._put(ref, {"notes": ticket_text(notice), **self._priority(notice)})
+    def add_comment(self, ref: TicketRef, text: str) -> None:
+        self._put(ref, {"notes": text})
 
-    def close_ticket(self, ref: TicketRef, notice: Notice) -> None:
-        self._put(ref, {"notes": ticket_text(notice), "status_id": self.config.closed_status_id})
+    def set_severity(self, ref: TicketRef, notice: Notice) -> None:
+        if self._priority(notice):
+            self._put(ref, self._priority(notice))
+
+    def close(self, ref: TicketRef, notice: Notice) -> None:
+        self._put(ref, {"status_id": self.config.closed_status_id})
 
     def reopen(self, ref: TicketRef, notice: Notice) -> None:
-        self._put(ref, {"notes": f"Recurred.\n\n{ticket_text(notice)}", "status_id": self.config.reopened_status_id,
-                        **self._priority(notice)})
+        self._put(ref, {"status_id": self.config.reopened_status_id})

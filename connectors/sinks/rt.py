@@ -2,7 +2,8 @@
 
 The open ticket is found with TicketSQL (``Status='__Active__' AND 'CF.{Incident key}'='<fingerprint>'``)
 before one is created; updates are comments, resolve sets the ticket resolved, a recurrence opens a
-new ticket or reopens the last one.
+new ticket or reopens the last one. A comment already in the ticket's history (its attachments) is not
+posted again.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pydantic import Field, SecretStr
 
 from config.errors import PermanentSinkError
 from connectors.base import Notice, TicketRef
-from connectors.sinks.http import HttpClient, TicketSink, TicketSinkSettings, ticket_text
+from connectors.sinks.http import HttpClient, TicketSink, TicketSinkSettings, TicketState, expect_object
 
 
 class RequestTrackerSinkConfig(TicketSinkSettings):
@@ -54,33 +55,49 @@ class RequestTrackerSink(TicketSink):
         q = self._quote
         query = (f"Queue='{q(self.config.queue)}' AND Status='__Active__' AND "
                  f"'CF.{{{q(self.config.incident_key_field)}}}'='{q(notice.fingerprint)}'")
-        items = self.http.request("GET", "/tickets", params={"query": query, "orderby": "id", "order": "DESC",
-                                                             "per_page": 1}).json().get("items", [])
-        return self._ref(items[0]["id"]) if items else None
+        found = self.http.json("GET", "/tickets", params={"query": query, "orderby": "id", "order": "DESC",
+                                                          "per_page": 1})
+        items = expect_object(found, "rt").get("items") or []
+        return self._ref(items[0]["id"]) if isinstance(items, list) and items else None
 
     def create(self, notice: Notice) -> TicketRef:
-        body = self.http.request("POST", "/ticket", json={
+        body = expect_object(self.http.json("POST", "/ticket", json={
             "Queue": self.config.queue, "Subject": notice.title[:200], "Content": notice.body_markdown,
             "ContentType": "text/plain", "Priority": self.config.priorities.get(notice.severity, 50),
             "CustomFields": {self.config.incident_key_field: notice.fingerprint},
-        }).json()
-        if not isinstance(body, dict) or "id" not in body:
+        }), "rt")
+        if "id" not in body:
             raise PermanentSinkError("rt answered the create without a ticket id")
         return self._ref(body["id"])
 
-    def _comment(self, ref: TicketRef, text: str) -> None:
+    def state(self, ref: TicketRef) -> TicketState:
+        resp = self.http.request("GET", f"/ticket/{ref.remote_id}", allow=(404,))
+        if resp.status_code == 404:
+            return "gone"
+        status = str(expect_object(self.http.decode(resp), "rt").get("Status", "")).casefold()
+        if status == "deleted":
+            return "gone"
+        inactive = {"resolved", "rejected", self.config.resolved_status.casefold()}
+        return "closed" if status in inactive else "open"
+
+    def has_comment(self, ref: TicketRef, marker: str) -> bool:
+        # the ticket's history: the content of every transaction, newest first (a retried message's
+        # comment is among the latest)
+        page = self.http.json("GET", f"/ticket/{ref.remote_id}/attachments", params={
+            "fields": "Content", "orderby": "id", "order": "DESC", "per_page": 100})
+        items = expect_object(page, "rt").get("items") or []
+        return any(marker in str(a.get("Content") or "") for a in items if isinstance(a, dict))
+
+    def add_comment(self, ref: TicketRef, text: str) -> None:
         self.http.request("POST", f"/ticket/{ref.remote_id}/comment", content=text.encode(),
                           headers={"Content-Type": "text/plain; charset=utf-8"})
 
-    def comment(self, ref: TicketRef, notice: Notice) -> None:
-        self._comment(ref, ticket_text(notice))
+    def set_severity(self, ref: TicketRef, notice: Notice) -> None:
         self.http.request("PUT", f"/ticket/{ref.remote_id}",
                           json={"Priority": self.config.priorities.get(notice.severity, 50)})
 
-    def close_ticket(self, ref: TicketRef, notice: Notice) -> None:
-        self._comment(ref, ticket_text(notice))
+    def close(self, ref: TicketRef, notice: Notice) -> None:
         self.http.request("PUT", f"/ticket/{ref.remote_id}", json={"Status": self.config.resolved_status})
 
     def reopen(self, ref: TicketRef, notice: Notice) -> None:
         self.http.request("PUT", f"/ticket/{ref.remote_id}", json={"Status": self.config.reopened_status})
-        self._comment(ref, f"Recurred.\n\n{ticket_text(notice)}")

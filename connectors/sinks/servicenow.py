@@ -3,6 +3,7 @@
 The open record is found with ``correlation_id=<fingerprint>`` and a state that is not resolved, closed
 or cancelled; updates are work notes (with urgency and impact following the severity); resolve sets
 state 6 with a configurable close code and close notes (their choices differ between instances).
+A work note already in the record's journal (``sys_journal_field``) is not written again.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pydantic import Field, SecretStr
 
 from config.errors import PermanentSinkError
 from connectors.base import Notice, TicketRef
-from connectors.sinks.http import HttpClient, TicketSink, TicketSinkSettings, ticket_text
+from connectors.sinks.http import HttpClient, TicketSink, TicketSinkSettings, TicketState, expect_object
 
 
 class ServiceNowSinkConfig(TicketSinkSettings):
@@ -61,9 +62,10 @@ class ServiceNowSink(TicketSink):
 
     def find_open(self, notice: Notice) -> TicketRef | None:
         query = f"correlation_id={notice.fingerprint}^stateNOT IN6,7,8^ORDERBYDESCsys_created_on"
-        rows = self.http.request("GET", "", params={"sysparm_query": query, "sysparm_fields": "sys_id,number,state",
-                                                    "sysparm_limit": 1}).json().get("result", [])
-        return self._ref(str(rows[0]["sys_id"])) if rows else None
+        found = self.http.json("GET", "", params={"sysparm_query": query, "sysparm_fields": "sys_id,number,state",
+                                                  "sysparm_limit": 1})
+        rows = expect_object(found, "servicenow").get("result") or []
+        return self._ref(str(rows[0]["sys_id"])) if isinstance(rows, list) and rows else None
 
     def create(self, notice: Notice) -> TicketRef:
         record: dict[str, Any] = {
@@ -74,21 +76,40 @@ class ServiceNowSink(TicketSink):
         for key in ("category", "assignment_group", "caller_id"):
             if getattr(self.config, key):
                 record[key] = getattr(self.config, key)
-        result = self.http.request("POST", "", json=record).json().get("result", {})
-        if "sys_id" not in result:
+        result = expect_object(self.http.json("POST", "", json=record), "servicenow").get("result") or {}
+        if not isinstance(result, dict) or "sys_id" not in result:
             raise PermanentSinkError("servicenow answered the create without a sys_id")
         return self._ref(str(result["sys_id"]))
 
     def _patch(self, ref: TicketRef, fields: dict[str, str]) -> None:
         self.http.request("PATCH", f"/{ref.remote_id}", json=fields)
 
-    def comment(self, ref: TicketRef, notice: Notice) -> None:
-        self._patch(ref, {"work_notes": ticket_text(notice), **self._urgency(notice)})
+    def state(self, ref: TicketRef) -> TicketState:
+        resp = self.http.request("GET", f"/{ref.remote_id}", params={"sysparm_fields": "sys_id,state"}, allow=(404,))
+        if resp.status_code == 404:
+            return "gone"
+        result = expect_object(self.http.decode(resp), "servicenow").get("result") or {}
+        state = str(result.get("state", "")) if isinstance(result, dict) else ""
+        return "closed" if state in ("6", "7", "8", self.config.resolved_state) else "open"
 
-    def close_ticket(self, ref: TicketRef, notice: Notice) -> None:
+    def has_comment(self, ref: TicketRef, marker: str) -> bool:
+        # work notes and comments live in the journal table, one row per entry (the integration user
+        # needs read access to sys_journal_field)
+        query = f"element_id={ref.remote_id}^elementINwork_notes,comments^ORDERBYDESCsys_created_on"
+        found = self.http.json("GET", f"{self.root}/api/now/table/sys_journal_field", params={
+            "sysparm_query": query, "sysparm_fields": "value", "sysparm_limit": 100})
+        rows = expect_object(found, "servicenow").get("result") or []
+        return any(marker in str(r.get("value") or "") for r in rows if isinstance(r, dict))
+
+    def add_comment(self, ref: TicketRef, text: str) -> None:
+        self._patch(ref, {"work_notes": text})
+
+    def set_severity(self, ref: TicketRef, notice: Notice) -> None:
+        self._patch(ref, self._urgency(notice))
+
+    def close(self, ref: TicketRef, notice: Notice) -> None:
         self._patch(ref, {"state": self.config.resolved_state, "close_code": self.config.close_code,
-                          "close_notes": self.config.close_notes, "work_notes": ticket_text(notice)})
+                          "close_notes": self.config.close_notes})
 
     def reopen(self, ref: TicketRef, notice: Notice) -> None:
-        self._patch(ref, {"state": self.config.reopened_state, "work_notes": f"Recurred.\n\n{ticket_text(notice)}",
-                          **self._urgency(notice)})
+        self._patch(ref, {"state": self.config.reopened_state, **self._urgency(notice)})

@@ -1,15 +1,25 @@
-"""A loopback HTTP server for fakes of SaaS incident tools: records requests, injects faults.
+"""A loopback HTTP server for fakes of SaaS incident tools: records requests, enforces rate limits,
+injects faults.
 
-A fake subclasses ``FakeService`` and implements ``handle``; ``fail_next`` makes the next requests
-answer with a chosen status (e.g. 429 with Retry-After, or 503) before the fake's own logic runs.
+A fake subclasses ``FakeService`` and implements ``handle``. Before it runs, in this order:
+
+* ``fail_next`` answers the next requests with a chosen reply (e.g. 503, or 429 with Retry-After);
+* ``outage`` answers every request (or those a predicate picks) with a reply until ``recover``;
+* the fake's own rate limits (``limits``: token buckets, as the tools document them) answer with the
+  tool's own throttling reply (``throttled``) once a bucket is empty.
+
+Time is ``clock`` (seconds), the wall clock unless a test drives it, so a test can let simulated hours
+pass for the rate limits as it does for the outbox.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
@@ -53,10 +63,49 @@ class Reply:
         return json.dumps(self.body).encode(), "application/json"
 
 
+@dataclass
+class TokenBucket:
+    """``capacity`` requests at once, refilled at ``per_second``: a documented limit of N per period is
+    ``TokenBucket(N, N / period)``."""
+
+    capacity: float
+    per_second: float
+    tokens: float = -1.0
+    at: float = 0.0
+
+    def take(self, now: float) -> float | None:
+        """None when the request may pass; otherwise the seconds until it would."""
+        if self.tokens < 0:
+            self.tokens, self.at = self.capacity, now
+        self.tokens = min(self.capacity, self.tokens + max(0.0, now - self.at) * self.per_second)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return None
+        return (1 - self.tokens) / self.per_second
+
+
+@dataclass
+class Limit:
+    """A named rate limit applied to the requests ``applies`` picks."""
+
+    name: str
+    bucket: TokenBucket
+    applies: Callable[[Request], bool] = lambda _req: True
+
+
+def retry_after(wait: float) -> str:
+    return str(max(1, math.ceil(wait)))
+
+
 class FakeService:
     def __init__(self) -> None:
         self.requests: list[Request] = []
         self.faults: list[Reply] = []
+        self.down: tuple[Reply, Callable[[Request], bool]] | None = None
+        self.limits: list[Limit] = []
+        self.throttles: list[tuple[str, Request]] = []  # (limit, request) of every throttled request
+        self.clock: Callable[[], float] = time.time
         self.lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
 
@@ -64,6 +113,15 @@ class FakeService:
     def fail_next(self, reply: Reply, times: int = 1) -> None:
         with self.lock:
             self.faults.extend([reply] * times)
+
+    def outage(self, reply: Reply, when: Callable[[Request], bool] = lambda _req: True) -> None:
+        """Answer every request ``when`` picks with ``reply`` until ``recover``."""
+        with self.lock:
+            self.down = (reply, when)
+
+    def recover(self) -> None:
+        with self.lock:
+            self.down = None
 
     @property
     def url(self) -> str:
@@ -78,12 +136,25 @@ class FakeService:
     def handle(self, req: Request) -> Reply:
         raise NotImplementedError
 
+    def throttled(self, limit: Limit, req: Request, wait: float) -> Reply:
+        """The tool's answer to a request over ``limit``; ``wait`` seconds until it would pass."""
+        return Reply(429, {"message": "rate limit exceeded"}, {"Retry-After": retry_after(wait)})
+
     # -- plumbing ---------------------------------------------------------------------------------
     def _dispatch(self, req: Request) -> Reply:
         with self.lock:
             self.requests.append(req)
             if self.faults:
                 return self.faults.pop(0)
+            if self.down is not None and self.down[1](req):
+                return self.down[0]
+            now = self.clock()
+            for limit in self.limits:
+                if limit.applies(req):
+                    wait = limit.bucket.take(now)
+                    if wait is not None:
+                        self.throttles.append((limit.name, req))
+                        return self.throttled(limit, req, wait)
             return self.handle(req)
 
     def start(self) -> Self:
@@ -91,6 +162,9 @@ class FakeService:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body go out in two writes: without this, Nagle's algorithm and the client's
+            # delayed ACK add 40 ms to every answer
+            disable_nagle_algorithm = True
 
             def _any(self) -> None:
                 parts = urlsplit(self.path)

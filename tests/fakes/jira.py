@@ -1,13 +1,19 @@
 """Fake Jira Cloud REST v3: issues, ADF comments, workflow transitions, and an eventually consistent
 ``/rest/api/3/search/jql`` (a new issue shows up only after ``search_lag`` later searches); the removed
-``/rest/api/3/search`` answers 410 as Jira Cloud does."""
+``/rest/api/3/search`` answers 410 as Jira Cloud does.
+
+Rate limit: Jira Cloud enforces burst limits per tenant and answers 429 with ``Retry-After``,
+``X-RateLimit-Limit``, ``X-RateLimit-Remaining: 0``, ``X-RateLimit-Reset`` (ISO 8601) and
+``RateLimit-Reason``; the fake allows ``burst`` requests at once, refilled at ``per_second``.
+"""
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.fakes.http_server import FakeService, Reply, Request
+from tests.fakes.http_server import FakeService, Limit, Reply, Request, TokenBucket, retry_after
 
 TRANSITIONS: list[dict[str, Any]] = [
     {"id": "11", "name": "To Do", "to": {"name": "To Do", "statusCategory": {"key": "new"}}},
@@ -22,12 +28,32 @@ def _is_adf(doc: Any) -> bool:
 
 
 class FakeJira(FakeService):
-    def __init__(self, *, email: str, token: str, project: str = "MM", search_lag: int = 2) -> None:
+    def __init__(self, *, email: str, token: str, project: str = "MM", search_lag: int = 2, burst: int = 100,
+                 per_second: float = 10.0) -> None:
         super().__init__()
         self.email, self.token, self.project, self.search_lag = email, token, project, search_lag
         self.issues: dict[str, dict[str, Any]] = {}
         self.hidden: dict[str, int] = {}  # key -> searches left before it is indexed
         self.comments: dict[str, list[Any]] = {}
+        self.created = 0
+        self.limits = [Limit("jira-burst-based", TokenBucket(burst, per_second))]
+
+    def throttled(self, limit: Limit, req: Request, wait: float) -> Reply:
+        reset = datetime.fromtimestamp(self.clock(), UTC) + timedelta(seconds=wait)
+        return Reply(429, {"errorMessages": ["Rate limit exceeded."], "errors": {}}, {
+            "Retry-After": retry_after(wait), "X-RateLimit-Limit": str(int(limit.bucket.capacity)),
+            "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset.isoformat(timespec="milliseconds"),
+            "RateLimit-Reason": limit.name})
+
+    # -- what a person does in Jira ---------------------------------------------------------------
+    def delete_issue(self, key: str) -> None:
+        with self.lock:
+            self.issues.pop(key, None)
+            self.comments.pop(key, None)
+
+    def close_by_hand(self, key: str) -> None:
+        with self.lock:
+            self.issues[key]["fields"]["status"] = dict(TRANSITIONS[-1]["to"])
 
     def handle(self, req: Request) -> Reply:
         if req.basic_auth() != (self.email, self.token):
@@ -84,7 +110,8 @@ class FakeJira(FakeService):
             errors["labels"] = "The label must not contain spaces."
         if errors:
             return Reply(400, {"errorMessages": [], "errors": errors})
-        n = len(self.issues) + 1
+        self.created += 1
+        n = self.created
         key = f"{self.project}-{n}"
         self.issues[key] = {"id": str(10000 + n), "key": key, "fields": {
             **fields, "status": {"name": "To Do", "statusCategory": {"key": "new"}}}}

@@ -1,20 +1,26 @@
-"""Fake PagerDuty Events API v2: ``POST /v2/enqueue`` with validation, dedup on ``dedup_key`` and 202."""
+"""Fake PagerDuty Events API v2: ``POST /v2/enqueue`` with validation, dedup on ``dedup_key`` and 202.
+
+Rate limit: 120 events a minute per routing key (integration); over it PagerDuty answers 429
+``throttle event`` without a ``Retry-After``, so the client backs off on its own.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tests.fakes.http_server import FakeService, Reply, Request
+from tests.fakes.http_server import FakeService, Reply, Request, TokenBucket
 
 ACTIONS = {"trigger", "acknowledge", "resolve"}
 SEVERITIES = {"critical", "error", "warning", "info"}
 
 
 class FakePagerDuty(FakeService):
-    def __init__(self, *, routing_key: str) -> None:
+    def __init__(self, *, routing_key: str, per_minute: int = 120) -> None:
         super().__init__()
         self.routing_key = routing_key
         self.alerts: dict[str, dict[str, Any]] = {}
+        self.per_minute = per_minute
+        self.buckets: dict[str, TokenBucket] = {}  # per routing key
 
     def handle(self, req: Request) -> Reply:
         if req.path != "/v2/enqueue" or req.method != "POST":
@@ -35,6 +41,11 @@ class FakePagerDuty(FakeService):
                 errors.append("'payload.severity' is invalid (must be critical, error, warning or info)")
         if errors:
             return Reply(400, {"status": "invalid event", "message": "Event object is invalid", "errors": errors})
+        bucket = self.buckets.setdefault(ev["routing_key"], TokenBucket(self.per_minute, self.per_minute / 60))
+        if bucket.take(self.clock()) is not None:
+            self.throttles.append(("events per routing key", req))
+            return Reply(429, {"status": "throttle event", "message": "Requests for this service are arriving too "
+                                                                       "quickly. Please retry later."})
         if ev["routing_key"] != self.routing_key:
             return Reply(400, {"status": "invalid event", "message": "Event object is invalid",
                                "errors": ["Invalid routing key"]})

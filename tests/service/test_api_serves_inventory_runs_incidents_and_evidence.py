@@ -32,7 +32,8 @@ def _api_routes(client: TestClient) -> list[tuple[str, str]]:
 
 
 def _concrete(path: str) -> str:
-    return path.replace("{system_id}", "scoring").replace("{run_id}", "1").replace("{incident_id}", "1")
+    return (path.replace("{system_id}", "scoring").replace("{run_id}", "1").replace("{incident_id}", "1")
+            .replace("{message_id}", "1").replace("{seq}", "1"))
 
 
 def test_openapi_documents_every_route_with_a_response_schema_and_bearer_auth(client: TestClient) -> None:
@@ -42,7 +43,9 @@ def test_openapi_documents_every_route_with_a_response_schema_and_bearer_auth(cl
               "/api/v1/check-runs", "/api/v1/check-runs/{run_id}", "/api/v1/incidents",
               "/api/v1/incidents/{incident_id}", "/api/v1/incidents/{incident_id}/acknowledge",
               "/api/v1/incidents/{incident_id}/override", "/api/v1/evidence", "/api/v1/evidence/export",
-              "/api/v1/evidence/verify", "/api/v1/decisions", "/healthz", "/readyz", "/metrics",
+              "/api/v1/evidence/verify", "/api/v1/evidence/report", "/api/v1/evidence/{seq}", "/api/v1/outbox",
+              "/api/v1/outbox/{message_id}/requeue", "/api/v1/outbox/{message_id}/discard", "/api/v1/decisions",
+              "/healthz", "/readyz", "/metrics",
               "/api/v1/ingest/cloudevents", "/api/v1/ingest/{system_id}/cloudevents"):
         assert p in paths, p
     for method, path in _api_routes(client):
@@ -52,7 +55,7 @@ def test_openapi_documents_every_route_with_a_response_schema_and_bearer_auth(cl
             continue  # the ingest router documents its own responses
         ok = op["responses"]["200"]["content"]
         schema = next(iter(ok.values())).get("schema", {})
-        if path != "/api/v1/evidence/export":
+        if path not in ("/api/v1/evidence/export", "/api/v1/evidence/report"):  # a zip, an HTML page
             assert schema.get("$ref") or schema.get("items", {}).get("$ref"), f"{method} {path}"
         assert "401" in op["responses"] and "403" in op["responses"], f"{method} {path}"
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"

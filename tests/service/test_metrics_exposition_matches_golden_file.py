@@ -67,7 +67,11 @@ def populated_store(tmp_path: Path) -> Store:
                        severity="medium", title="Drift of income", opened_at=T, updated_at=T, content={},
                        open_key="f1"))
         s.add(OutboxMessage(incident_id=1, fingerprint="f1", sink="jira", action="open", payload={},
-                            status="pending", attempts=1, next_attempt_at=T, created_at=T))
+                            status="pending", attempts=1, next_attempt_at=T, created_at=T, error_kind="retryable",
+                            last_error="HTTP 503", failing_since=T))
+        s.add(OutboxMessage(incident_id=1, fingerprint="f1", sink="pd", action="open", payload={},
+                            status="dead", attempts=1, next_attempt_at=T, created_at=T, error_kind="permanent",
+                            last_error="HTTP 400 invalid event", failing_since=T, dead_at=T))
         s.add(OutboxMessage(incident_id=1, fingerprint="f1", sink="slack", action="open", payload={},
                             status="delivered", attempts=1, next_attempt_at=T, created_at=T, delivered_at=T))
     return store

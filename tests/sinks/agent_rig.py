@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from agent.exposition import StateCollector
 from agent.runner import Agent
-from agent.schema import Incident, OutboxMessage
+from agent.schema import EvidenceRecord, Incident, OutboxMessage
 from config.loader import load_config
 from connectors.registry import sink_config_model
 from tests.conftest import Scenario
@@ -69,3 +72,36 @@ def rt_tickets(rt: RealService, fingerprint: str) -> list[dict[str, Any]]:
 def am_alerts(am: RealService, fingerprint: str) -> list[dict[str, Any]]:
     got = httpx.get(f"{am.url}/api/v2/alerts", params={"filter": f'aims_fingerprint="{fingerprint}"'}, timeout=30)
     return list(got.json())
+
+
+def drive(a: Agent, start: datetime, end: datetime, *, step: timedelta = timedelta(minutes=1),
+          on_tick: Callable[[datetime], None] | None = None) -> datetime:
+    """Run the delivery loop on its own clock from ``start`` to ``end`` (no real sleeping): a pass every
+    ``step``, or at the next due attempt when that is later. Returns the time of the last pass."""
+    now = start
+    while True:
+        if on_tick is not None:
+            on_tick(now)
+        a.outbox.deliver_due(now)
+        with a.store.session() as s:
+            due = s.execute(select(func.min(OutboxMessage.next_attempt_at))
+                            .where(OutboxMessage.status == "pending")).scalar_one_or_none()
+        later = now + step if due is None else max(now + step, due.replace(tzinfo=UTC) if due.tzinfo is None else due)
+        if later > end:
+            return now
+        now = later
+
+
+def local_ticket(sc: Scenario, kind: str) -> dict[str, Any]:
+    """The local folder's ticket (its JSON file) of the scenario's incident of ``kind``."""
+    for p in (sc.dir / "tickets").glob("*.json"):
+        ticket = json.loads(p.read_text())
+        if ticket["kind"] == kind:
+            return dict(ticket)
+    raise AssertionError(f"no {kind} ticket")
+
+
+def evidence(a: Agent, kind: str) -> list[dict[str, Any]]:
+    with a.store.session() as s:
+        return [dict(r.payload) for r in s.execute(select(EvidenceRecord).where(EvidenceRecord.kind == kind)
+                                                   .order_by(EvidenceRecord.seq)).scalars()]

@@ -1,6 +1,6 @@
 """Fixtures of the sink tests: the real Alertmanager, Redmine and Request Tracker on loopback (started by
-``tests/services/start_*.sh`` if not running; a test FAILS when one cannot start), the SaaS fakes, and
-a factory of notices with fresh fingerprints.
+``tests/services/start_*.sh`` if not running; a test FAILS when one cannot start), the SaaS fakes
+(``fakes`` with ``up``), and a factory of notices with fresh fingerprints.
 """
 
 from __future__ import annotations
@@ -9,16 +9,17 @@ import os
 import re
 import subprocess
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 
 from connectors.base import Notice
+from tests.fakes.http_server import FakeService
 
 SERVICES = Path(__file__).resolve().parent.parent / "services"
 SHELLS_DIR = os.environ.get("SHELLS_DIR", "/tmp/aims-services")
@@ -101,6 +102,21 @@ def alertmanager_sink_config(am: RealService, **extra: Any) -> dict[str, Any]:
 
 
 NoticeFactory = Callable[..., Notice]
+Fake = TypeVar("Fake", bound=FakeService)
+
+
+@pytest.fixture
+def fakes() -> Iterator[list[FakeService]]:
+    """The fakes a test starts with ``up``; all stopped afterwards."""
+    started: list[FakeService] = []
+    yield started
+    for f in started:
+        f.stop()
+
+
+def up(fakes: list[FakeService], fake: Fake) -> Fake:
+    fakes.append(fake.start())
+    return fake
 
 
 @pytest.fixture

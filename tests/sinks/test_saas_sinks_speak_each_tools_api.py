@@ -4,7 +4,6 @@ search. Failures map to retryable or permanent errors that never carry the crede
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,27 +22,14 @@ from tests.fakes.opsgenie import FakeOpsgenie
 from tests.fakes.pagerduty import FakePagerDuty
 from tests.fakes.servicenow import FakeServiceNow
 from tests.fakes.slack import FakeSlack
-from tests.sinks.conftest import LOOPBACK, NoticeFactory
+from tests.sinks.conftest import LOOPBACK, NoticeFactory, up
 
 PD_KEY = "R0UT1NGKEY0123456789abcdef012345"
 
 
-@pytest.fixture
-def fakes() -> Iterator[list[FakeService]]:
-    started: list[FakeService] = []
-    yield started
-    for f in started:
-        f.stop()
-
-
-def _up(fakes: list[FakeService], fake: Any) -> Any:
-    fakes.append(fake.start())
-    return fake
-
-
 # -- Jira --------------------------------------------------------------------------------------------
 def _jira(fakes: list[FakeService], **cfg: Any) -> tuple[FakeJira, JiraSink]:
-    jira = _up(fakes, FakeJira(email="bot@example.com", token="jira-secret-token", search_lag=5))
+    jira = up(fakes, FakeJira(email="bot@example.com", token="jira-secret-token", search_lag=5))
     sink = JiraSink(JiraSinkConfig.model_validate({
         "url": jira.url, "email": "bot@example.com", "api_token": "jira-secret-token", "project_key": "MM",
         "allowed_hosts": LOOPBACK, "priorities": {"critical": "Highest", "high": "High"}, **cfg}))
@@ -93,7 +79,7 @@ def test_jira_unknown_transition_is_permanent_and_names_the_choices(fakes: list[
 
 def test_jira_bad_credentials_are_permanent_and_not_echoed(fakes: list[FakeService],
                                                            make_notice: NoticeFactory) -> None:
-    jira = _up(fakes, FakeJira(email="bot@example.com", token="right-token"))
+    jira = up(fakes, FakeJira(email="bot@example.com", token="right-token"))
     sink = JiraSink(JiraSinkConfig.model_validate({
         "url": jira.url, "email": "bot@example.com", "api_token": "wrong-token-123", "project_key": "MM",
         "allowed_hosts": LOOPBACK}))
@@ -106,7 +92,7 @@ def test_jira_bad_credentials_are_permanent_and_not_echoed(fakes: list[FakeServi
 # -- ServiceNow --------------------------------------------------------------------------------------
 def test_servicenow_uses_correlation_id_work_notes_and_resolves_with_close_code(
         fakes: list[FakeService], make_notice: NoticeFactory) -> None:
-    sn = _up(fakes, FakeServiceNow(username="aims", password="sn-secret"))
+    sn = up(fakes, FakeServiceNow(username="aims", password="sn-secret"))
     sink = ServiceNowSink(ServiceNowSinkConfig.model_validate({
         "url": sn.url, "username": "aims", "password": "sn-secret", "allowed_hosts": LOOPBACK,
         "assignment_group": "ML Platform", "close_code": "Resolved by change"}))
@@ -124,7 +110,7 @@ def test_servicenow_uses_correlation_id_work_notes_and_resolves_with_close_code(
 
 def test_servicenow_data_policy_rejection_is_permanent_with_its_reason(fakes: list[FakeService],
                                                                        make_notice: NoticeFactory) -> None:
-    sn = _up(fakes, FakeServiceNow(username="aims", password="sn-secret"))
+    sn = up(fakes, FakeServiceNow(username="aims", password="sn-secret"))
     sink = ServiceNowSink(ServiceNowSinkConfig.model_validate({
         "url": sn.url, "username": "aims", "password": "sn-secret", "allowed_hosts": LOOPBACK, "close_code": ""}))
     ref = sink.deliver(make_notice("open"), known=None)
@@ -136,7 +122,7 @@ def test_servicenow_data_policy_rejection_is_permanent_with_its_reason(fakes: li
 # -- PagerDuty ---------------------------------------------------------------------------------------
 def test_pagerduty_triggers_acknowledges_and_resolves_one_alert(fakes: list[FakeService],
                                                                 make_notice: NoticeFactory) -> None:
-    pd = _up(fakes, FakePagerDuty(routing_key=PD_KEY))
+    pd = up(fakes, FakePagerDuty(routing_key=PD_KEY))
     sink = PagerDutySink(PagerDutySinkConfig.model_validate({"url": pd.url, "routing_key": PD_KEY,
                                                              "allowed_hosts": LOOPBACK}))
     opened = make_notice("open", severity="high")
@@ -158,7 +144,7 @@ def test_pagerduty_triggers_acknowledges_and_resolves_one_alert(fakes: list[Fake
 
 def test_pagerduty_rate_limit_is_retried_after_the_servers_delay(fakes: list[FakeService],
                                                                  make_notice: NoticeFactory) -> None:
-    pd = _up(fakes, FakePagerDuty(routing_key=PD_KEY))
+    pd = up(fakes, FakePagerDuty(routing_key=PD_KEY))
     sink = PagerDutySink(PagerDutySinkConfig.model_validate({"url": pd.url, "routing_key": PD_KEY,
                                                              "allowed_hosts": LOOPBACK}))
     pd.fail_next(Reply(429, {"status": "throttle event", "message": "Requests for this service are arriving "
@@ -172,7 +158,7 @@ def test_pagerduty_rate_limit_is_retried_after_the_servers_delay(fakes: list[Fak
 
 
 def test_pagerduty_invalid_event_is_permanent(fakes: list[FakeService], make_notice: NoticeFactory) -> None:
-    pd = _up(fakes, FakePagerDuty(routing_key=PD_KEY))
+    pd = up(fakes, FakePagerDuty(routing_key=PD_KEY))
     sink = PagerDutySink(PagerDutySinkConfig.model_validate({"url": pd.url, "routing_key": "short",
                                                              "allowed_hosts": LOOPBACK}))
     with pytest.raises(PermanentSinkError, match="routing_key"):
@@ -181,7 +167,7 @@ def test_pagerduty_invalid_event_is_permanent(fakes: list[FakeService], make_not
 
 # -- Opsgenie ----------------------------------------------------------------------------------------
 def test_opsgenie_alias_notes_priority_and_close(fakes: list[FakeService], make_notice: NoticeFactory) -> None:
-    og = _up(fakes, FakeOpsgenie(api_key="genie-secret"))
+    og = up(fakes, FakeOpsgenie(api_key="genie-secret"))
     sink = OpsgenieSink(OpsgenieSinkConfig.model_validate({
         "url": og.url, "api_key": "genie-secret", "allowed_hosts": LOOPBACK,
         "responders": [{"type": "team", "name": "ML Platform"}]}))
@@ -201,7 +187,7 @@ def test_opsgenie_alias_notes_priority_and_close(fakes: list[FakeService], make_
 
 
 def test_opsgenie_rejects_a_bad_key_permanently(fakes: list[FakeService], make_notice: NoticeFactory) -> None:
-    og = _up(fakes, FakeOpsgenie(api_key="genie-secret"))
+    og = up(fakes, FakeOpsgenie(api_key="genie-secret"))
     sink = OpsgenieSink(OpsgenieSinkConfig.model_validate({"url": og.url, "api_key": "wrong-genie",
                                                            "allowed_hosts": LOOPBACK}))
     with pytest.raises(PermanentSinkError, match="Could not authenticate") as err:
@@ -212,7 +198,7 @@ def test_opsgenie_rejects_a_bad_key_permanently(fakes: list[FakeService], make_n
 # -- GitHub ------------------------------------------------------------------------------------------
 def test_github_issue_label_comment_and_close_completed(fakes: list[FakeService],
                                                          make_notice: NoticeFactory) -> None:
-    gh = _up(fakes, FakeGitHub(token="ghp-secret", repo="acme/models"))
+    gh = up(fakes, FakeGitHub(token="ghp-secret", repo="acme/models"))
     sink = GitHubSink(GitHubSinkConfig.model_validate({"url": gh.url, "token": "ghp-secret",
                                                        "repository": "acme/models", "allowed_hosts": LOOPBACK}))
     opened = make_notice("open")
@@ -230,7 +216,7 @@ def test_github_issue_label_comment_and_close_completed(fakes: list[FakeService]
 
 
 def test_github_rate_limit_403_is_retryable(fakes: list[FakeService], make_notice: NoticeFactory) -> None:
-    gh = _up(fakes, FakeGitHub(token="ghp-secret", repo="acme/models"))
+    gh = up(fakes, FakeGitHub(token="ghp-secret", repo="acme/models"))
     sink = GitHubSink(GitHubSinkConfig.model_validate({"url": gh.url, "token": "ghp-secret",
                                                        "repository": "acme/models", "allowed_hosts": LOOPBACK}))
     gh.fail_next(Reply(403, {"message": "You have exceeded a secondary rate limit."}, {"Retry-After": "60"}))
@@ -242,7 +228,7 @@ def test_github_rate_limit_403_is_retryable(fakes: list[FakeService], make_notic
 # -- Slack -------------------------------------------------------------------------------------------
 def test_slack_posts_blocks_with_a_text_fallback_once_per_message(fakes: list[FakeService],
                                                                   make_notice: NoticeFactory) -> None:
-    slack = _up(fakes, FakeSlack())
+    slack = up(fakes, FakeSlack())
     sink = SlackSink(SlackSinkConfig.model_validate({"webhook_url": slack.webhook_url,
                                                      "allowed_hosts": LOOPBACK}))
     notice = make_notice("open")
@@ -255,7 +241,7 @@ def test_slack_posts_blocks_with_a_text_fallback_once_per_message(fakes: list[Fa
 
 
 def test_slack_errors_never_reveal_the_webhook_url(fakes: list[FakeService], make_notice: NoticeFactory) -> None:
-    slack = _up(fakes, FakeSlack())
+    slack = up(fakes, FakeSlack())
     sink = SlackSink(SlackSinkConfig.model_validate({"webhook_url": slack.webhook_url,
                                                      "allowed_hosts": LOOPBACK}))
     slack.fail_next(Reply(404, text="no_service"))

@@ -1,10 +1,10 @@
 """``systems[].incidents.playbooks`` points at a YAML whose kinds override the shipped ones for that
-system only: the keys it sets win, the rest (e.g. controls) stay; an unreadable file falls back to the
-shipped playbooks rather than losing the incident."""
+system only: the keys it sets win, the rest (e.g. controls) stay. A missing file is a config error at
+load; one that becomes unreadable while the agent runs falls back to the shipped playbooks rather than
+losing the incident."""
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import timedelta
 
@@ -14,7 +14,7 @@ from agent.playbooks import Playbooks
 from config.errors import ConfigError
 from config.model import SystemConfig
 from tests.conftest import T0, Scenario
-from tests.sinks.agent_rig import agent, route
+from tests.sinks.agent_rig import agent, local_ticket, route
 
 OVERRIDE = """
 kinds:
@@ -23,14 +23,6 @@ kinds:
     triage:
       - "Page the credit-risk desk before touching the model."
 """
-
-
-def _ticket(sc: Scenario, kind: str) -> dict[str, object]:
-    for p in (sc.dir / "tickets").glob("*.json"):
-        ticket = json.loads(p.read_text())
-        if ticket["kind"] == kind:
-            return dict(ticket)
-    raise AssertionError(f"no {kind} ticket")
 
 
 def test_override_replaces_the_keys_it_sets_and_keeps_the_rest(scenario: Scenario) -> None:
@@ -42,7 +34,7 @@ def test_override_replaces_the_keys_it_sets_and_keeps_the_rest(scenario: Scenari
     a = agent(sc)
     a.run_system(a.cfg.systems[0].id, T0 + timedelta(hours=1))
     a.deliver(T0 + timedelta(hours=1))
-    ticket = _ticket(sc, "prediction_drift")
+    ticket = local_ticket(sc, "prediction_drift")
     assert ticket["title"] == "Scores moved on Test scoring model (scorer 1.0.0)"
     content = ticket["content"]
     assert isinstance(content, dict)
@@ -51,16 +43,28 @@ def test_override_replaces_the_keys_it_sets_and_keeps_the_rest(scenario: Scenari
     a.close()
 
 
-def test_unreadable_override_falls_back_to_the_shipped_playbooks(scenario: Scenario,
-                                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_missing_override_is_a_config_error_at_load(scenario: Scenario) -> None:
     sc = scenario
     route(sc, {}, playbooks=str(sc.dir / "missing.yaml"))
+    with pytest.raises(ConfigError) as err:
+        agent(sc)
+    assert [p.path for p in err.value.problems] == ["systems.0.incidents.playbooks"]
+    assert "missing.yaml" in str(err.value)
+
+
+def test_override_unreadable_at_run_time_falls_back_to_the_shipped_playbooks(
+        scenario: Scenario, caplog: pytest.LogCaptureFixture) -> None:
+    sc = scenario
+    override = sc.dir / "credit-playbooks.yaml"
+    override.write_text(OVERRIDE)
+    route(sc, {}, playbooks=str(override))
     sc.hour(T0, shift=2.0)
     a = agent(sc)
+    override.unlink()  # gone after the config was checked
     with caplog.at_level(logging.ERROR, logger="aims.incidents"):
         a.run_system(a.cfg.systems[0].id, T0 + timedelta(hours=1))
     a.deliver(T0 + timedelta(hours=1))
-    assert str(_ticket(sc, "prediction_drift")["title"]).startswith("Prediction drift on")
+    assert str(local_ticket(sc, "prediction_drift")["title"]).startswith("Prediction drift on")
     assert "playbook override" in caplog.text
     problems = Playbooks().check([a.cfg.systems[0]])
     assert problems and problems[0].path.endswith("incidents.playbooks")
@@ -71,5 +75,5 @@ def test_override_kinds_must_be_mappings(tmp_path: object, scenario: Scenario) -
     bad = scenario.dir / "bad.yaml"
     bad.write_text("kinds:\n  drift: just a string\n")
     system = SystemConfig.model_validate({**scenario.config()["systems"][0], "incidents": {"playbooks": str(bad)}})
-    with pytest.raises(ConfigError, match="not mappings"):
+    with pytest.raises(ConfigError, match=r"kinds\.drift.*valid dictionary"):
         Playbooks().for_system(system)
