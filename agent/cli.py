@@ -87,19 +87,25 @@ def _print_problems(where: str, exc: ConfigError) -> None:
         print(f"  - {p}", file=sys.stderr)
 
 
-def _load(path: str) -> Any:
-    from agent.preflight import reference_columns
+def _load(path: str, *, isolated: bool = False) -> Any:
+    """The validated config. ``isolated``: the references' headers are read in a short-lived process,
+    so this one (the service) never imports pandas or pyarrow."""
+    from agent.preflight import IsolatedColumns, reference_columns
     from config.loader import load_config
     from connectors.registry import sink_config_model, source_config_model
 
-    return load_config(path, sink_config=sink_config_model, source_config=source_config_model,
-                       reference_columns=reference_columns)
+    if not isolated:
+        return load_config(path, sink_config=sink_config_model, source_config=source_config_model,
+                           reference_columns=reference_columns)
+    with IsolatedColumns() as columns:
+        return load_config(path, sink_config=sink_config_model, source_config=source_config_model,
+                           reference_columns=columns)
 
 
-def _agent(path: str) -> Any:
+def _agent(path: str, *, isolated: bool = False) -> Any:
     from agent.runner import Agent
 
-    cfg = _load(path)
+    cfg = _load(path, isolated=isolated)
     return Agent(cfg, base_dir=Path(path).resolve().parent)
 
 
@@ -166,7 +172,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from agent.service import check_bind, serve
 
-    agent = _agent(args.config)
+    agent = _agent(args.config, isolated=True)
     host = args.host or agent.cfg.agent.server.host
     port = args.port or agent.cfg.agent.server.port
     check_bind(agent, host)  # before anything is recorded: a refused start leaves no evidence behind

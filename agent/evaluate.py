@@ -145,12 +145,6 @@ Phase = Literal["all", "predictions", "labels"]
 LABEL_METRICS = {"equalized_odds_difference", "equal_opportunity_difference"}
 
 
-def labels_delayed(system: SystemConfig) -> bool:
-    """Whether label-based checks wait for late ground truth (a second, later judgment of each window)."""
-    lab = system.labels
-    return lab is not None and (lab.source is not None or lab.max_delay.total_seconds() > 0)
-
-
 def evaluate_window(system: SystemConfig, ref: SystemReference, df: pd.DataFrame,
                     phase: Phase = "all", rejected: Sequence[RejectedRecord] = ()) -> WindowEvaluation:
     """Judge a window. With late labels, ``predictions`` judges what needs no label at window close and

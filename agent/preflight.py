@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from config.errors import InputError
 from config.loader import resolve_path
@@ -58,3 +59,36 @@ def _columns(path: Path, fmt: str) -> list[str]:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{path}: cannot read as {fmt}: {first}") from exc
     return [str(c) for c in read_table(path, fmt=fmt).columns]
+
+
+class IsolatedColumns:
+    """:func:`reference_columns` run in one short-lived process (spawned on first use, stopped on exit).
+
+    Reading a header needs pandas or pyarrow; the service validates its config at start with this lookup,
+    so the resident process never imports them (see ``agent.worker``).
+    """
+
+    def __init__(self) -> None:
+        self._pool: Any = None
+
+    def __call__(self, ref: FileSourceConfig | SnapshotSourceConfig, base_dir: Path | None) -> Sequence[str] | None:
+        if "://" in ref.path or (isinstance(ref, FileSourceConfig) and ref.layout == "kserve"):
+            return None  # nothing to read here: no process to start
+        if self._pool is None:
+            import os
+            from concurrent.futures import ProcessPoolExecutor
+            from multiprocessing import get_context
+
+            from agent.worker import watch_parent
+
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"),
+                                             initializer=watch_parent, initargs=(os.getpid(),))
+        return self._pool.submit(reference_columns, ref, base_dir).result()  # type: ignore[no-any-return]
+
+    def __enter__(self) -> IsolatedColumns:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None

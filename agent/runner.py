@@ -17,38 +17,42 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from pydantic import ValidationError
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from agent.decisions import Streaks, Verdict, step
-from agent.evaluate import (
-    Phase,
-    SystemReference,
-    WindowEvaluation,
-    evaluate_aggregates,
-    evaluate_window,
-    labels_delayed,
-    pushdown_plan,
-)
 from agent.evidence import ledger_from_config
 from agent.exposition import families_of_phase, series_key
 from agent.incidents import IncidentChange, IncidentManager, Outbox, utc
 from agent.links import IncidentLinks
 from agent.playbooks import Playbooks
-from agent.reference import read_reference
 from agent.schema import CheckRun, CheckStat, Decision, EvidenceRecord, MetricValue, Watermark
 from agent.stages import StageRecorder
 from agent.store import Store
-from agent.window_digest import aggregates_digest, input_digest
 from config.errors import AimsError, ConfigError, InputError, Problem, SourceError, StateStoreError
 from config.loader import config_digest
 from config.model import AgentConfig, LocalFolderSinkConfig, PluginSourceConfig, SystemConfig
 from connectors.base import AggregatingSource, ReportsRejected, Sink, Source
 from connectors.registry import SINK_GROUP, SOURCE_GROUP, load_plugin
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from agent.evaluate import Phase, SystemReference, WindowEvaluation
+
+
+def labels_delayed(system: SystemConfig) -> bool:
+    """Whether label-based checks wait for late ground truth (a second, later judgment of each window)."""
+    lab = system.labels
+    return lab is not None and (lab.source is not None or lab.max_delay.total_seconds() > 0)
+
+
+# The judging side (agent.evaluate, agent.reference, agent.window_digest: pandas, numpy, scipy, pyarrow)
+# is imported where a window is judged, not here: the service's resident process imports this module
+# for its API and outbox, and stays small because it leaves the judging to a worker (agent.worker).
 
 log = logging.getLogger("aims.runner")
 Clock = Callable[[], datetime]
@@ -199,6 +203,9 @@ class Agent:
     def reference(self, system: SystemConfig) -> SystemReference:
         ref = self._references.get(system.id)
         if ref is None:
+            from agent.evaluate import SystemReference
+            from agent.reference import read_reference
+
             src = build_source(system, "reference", self.base_dir, self.store)
             try:
                 frame, name = read_reference(src, columns=self._columns(system))
@@ -271,6 +278,23 @@ class Agent:
                     break
         return outcomes
 
+    def record_failure(self, system_id: str, exc: AimsError, now: datetime | None = None) -> RunOutcome | None:
+        """Record a check of the system's first due window as failed by ``exc`` (its worker died): counted
+        in the check statistics, in the ledger, and towards a collection incident. None when nothing was due."""
+        system = self.cfg.system(system_id)
+        now = now or self.clock()
+        due = self.due_windows(system, now)
+        if not due:
+            return None
+        return self._failed(system, due[0][0], due[0][1], now, exc, 0.0)
+
+    def anything_due(self, system_id: str, now: datetime | None = None) -> bool:
+        """Whether the system has a window to judge now (the service asks before waking its worker)."""
+        system = self.cfg.system(system_id)
+        now = now or self.clock()
+        return bool(self.due_windows(system, now) or (labels_delayed(system)
+                                                      and self.due_windows(system, now, "labels")))
+
     def run_all(self, now: datetime | None = None) -> list[RunOutcome]:
         out: list[RunOutcome] = []
         for system in self.cfg.systems:
@@ -279,6 +303,9 @@ class Agent:
 
     def run_window(self, system: SystemConfig, start: datetime, end: datetime, now: datetime,
                    phase: Phase = "all") -> RunOutcome:
+        from agent.evaluate import evaluate_aggregates, evaluate_window, pushdown_plan
+        from agent.window_digest import aggregates_digest, input_digest
+
         t0 = time.perf_counter()
         ids: tuple[Any, Any] | None = None
         try:
@@ -359,6 +386,8 @@ class Agent:
         labels = self.source(system, "labels").read_window(start, end + lab.max_delay, columns=[lid, lcol, lts])
         out = df.drop(columns=[label], errors="ignore")
         if labels.empty or lid not in labels.columns or lcol not in labels.columns:
+            import pandas as pd
+
             out[label] = pd.Series([None] * len(out), dtype="object")
             return out
         from connectors.sources.files import to_utc

@@ -22,13 +22,15 @@ from apscheduler.triggers.interval import IntervalTrigger
 from agent.coordination import SystemLocks, locks_for
 from agent.exposition import Exposition, StateCollector
 from agent.runner import Agent, RunOutcome
-from config.errors import AimsError, ConfigError, Problem
+from agent.worker import CheckWorker, worker_for
+from config.errors import AimsError, ConfigError, Problem, WorkerError
 from config.model import SystemConfig, open_reads_problem
 
 log = logging.getLogger("aims.service")
 OUTBOX_EVERY = timedelta(seconds=5)
 EXPOSITION_EVERY = timedelta(seconds=60)
 PURGE_FIRST = timedelta(minutes=10)
+REAP_EVERY = timedelta(seconds=15)
 
 
 def trigger_for(system: SystemConfig) -> Any:
@@ -39,8 +41,10 @@ def trigger_for(system: SystemConfig) -> Any:
 
 
 class Service:
-    def __init__(self, agent: Agent, *, run_on_start: bool = True, locks: SystemLocks | None = None) -> None:
+    def __init__(self, agent: Agent, *, run_on_start: bool = True, locks: SystemLocks | None = None,
+                 worker: CheckWorker | None = None) -> None:
         self.agent = agent
+        self.worker = worker
         self.locks: SystemLocks = locks if locks is not None else locks_for(agent.store)
         self.exposition = Exposition(agent.store, StateCollector(
             agent.store, max_series_per_system=agent.cfg.agent.server.max_series_per_system,
@@ -58,6 +62,9 @@ class Service:
                                id="exposition", name="rebuild /metrics")
         self.scheduler.add_job(self._purge, IntervalTrigger(hours=24), id="retention",
                                name="evidence retention purge", next_run_time=datetime.now(UTC) + PURGE_FIRST)
+        if worker is not None:
+            self.scheduler.add_job(worker.reap_idle, IntervalTrigger(seconds=REAP_EVERY.total_seconds()),
+                                   id="worker-idle", name="stop the idle worker process")
 
     def run_system(self, system_id: str, *, wait: float = 0.0) -> list[RunOutcome] | None:
         """Judge the system's due windows under its lock, waiting up to ``wait`` seconds for it; None when
@@ -65,9 +72,18 @@ class Service:
         with self.locks.hold(system_id, wait=wait) as mine:
             if not mine:
                 return None
-            outcomes = self.agent.run_system(system_id)
-            if outcomes:
-                self.agent.record_reassessment_triggers(datetime.now(UTC))
+            if self.worker is not None:
+                if not self.agent.anything_due(system_id):
+                    return []  # a tick with nothing due does not wake (or keep awake) the worker
+                try:
+                    outcomes = self.worker.run_system(system_id)
+                except WorkerError as exc:
+                    self.agent.record_failure(system_id, exc)
+                    raise
+            else:
+                outcomes = self.agent.run_system(system_id)
+                if outcomes:
+                    self.agent.record_reassessment_triggers(datetime.now(UTC))
         for o in outcomes:
             log.info("system=%s window=%s..%s status=%s rows=%d", system_id, o.window_start.isoformat(),
                      o.window_end.isoformat(), o.status, o.rows)
@@ -122,13 +138,16 @@ class Service:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         self.exposition.cancel()
+        if self.worker is not None:
+            self.worker.close()
 
 
-def build_app(agent: Agent, *, run_on_start: bool = True) -> Any:
-    """The API with the scheduler started and stopped by its lifespan."""
+def build_app(agent: Agent, *, run_on_start: bool = True, worker: CheckWorker | None = None) -> Any:
+    """The API with the scheduler started and stopped by its lifespan; checks judged by ``worker`` when
+    given, else in this process."""
     from agent.api import create_app
 
-    service = Service(agent, run_on_start=run_on_start)
+    service = Service(agent, run_on_start=run_on_start, worker=worker)
 
     @asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
@@ -157,4 +176,5 @@ def serve(agent: Agent, *, host: str, port: int) -> None:
     # the judged windows are the service's main log; keep them visible under the CLI's WARNING default
     if log.getEffectiveLevel() > logging.INFO:
         log.setLevel(logging.INFO)
-    uvicorn.run(build_app(agent), host=host, port=port, log_level="info", access_log=False)
+    uvicorn.run(build_app(agent, worker=worker_for(agent)), host=host, port=port, log_level="info",
+                access_log=False)

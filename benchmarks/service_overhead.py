@@ -5,15 +5,17 @@
 
 1. Builds N systems of F numerical features (plus a categorical one, a score and a sensitive group),
    each reading its own day of predictions from a Parquet file, in a SQLite state store.
-2. Judges one window per system in this process through the real runner (CPU time per check).
-3. Starts `aims-agent run` on that state with nothing due (idle), reads its RSS from /proc, then
-   scrapes /metrics over HTTP and reports p50/p99 latency and the exposition size.
+2. Judges one window per system but the last in this process through the real runner (CPU per check).
+3. Starts `aims-agent run` on that state: its worker process judges the last system's window (the
+   worker's peak RSS and the service's RSS meanwhile are reported) and exits after 10 s idle; then the
+   service's idle RSS from /proc, and /metrics scraped over HTTP: p50/p99 latency, exposition size.
 Prints one JSON object; `--out FILE` also writes it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -34,6 +36,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+
+WORKER_IDLE_S = 10
 
 
 def frame(rng: np.random.Generator, n: int, features: int, start: datetime, span: timedelta,
@@ -66,7 +71,7 @@ def build(tmp: Path, systems: int, features: int, rows: int) -> tuple[Path, date
         "schedule": {"every": "1h"},
         "checks": {"fairness": {"enabled": True, "sensitive": ["group"]}},
     }
-    cfg = {"agent": {"state_url": f"sqlite:///{tmp / 'state.db'}"},
+    cfg = {"agent": {"state_url": f"sqlite:///{tmp / 'state.db'}", "worker": {"idle_exit": f"{WORKER_IDLE_S}s"}},
            "sinks": {"local": {"type": "local_folder", "path": str(tmp / "tickets")}},
            "systems": [{**system, "id": f"model-{i:03d}"} for i in range(systems)]}
     path = tmp / "config.yaml"
@@ -85,7 +90,8 @@ def judge_all(config: Path, day: datetime) -> dict[str, float]:
         agent.reference(first)  # the first reference read includes imports; keep it out of the figure
         cpu: list[float] = []
         wall: list[float] = []
-        for system in agent.cfg.systems:
+        # the last system's window is left for the service, so its worker process judges one window
+        for system in agent.cfg.systems[:-1]:
             c0, w0 = time.process_time(), time.perf_counter()
             outcome = agent.run_window(system, day, day + timedelta(days=1), day + timedelta(days=1, hours=1))
             cpu.append(time.process_time() - c0)
@@ -121,7 +127,9 @@ def serve_and_scrape(config: Path, scrapes: int, settle_s: float) -> dict[str, A
                 time.sleep(0.2)
         else:
             raise RuntimeError("the agent did not become ready")
-        time.sleep(settle_s)  # the on-start checks find nothing due; let the process go idle
+        # the on-start checks judge the one window left due in a worker process, which then exits when idle
+        worker = _worker_life(proc.pid, timeout=120 + WORKER_IDLE_S)
+        time.sleep(settle_s)
         idle_rss = rss_mib(proc.pid)
         cpu0 = _proc_cpu(proc.pid)
         time.sleep(10)
@@ -140,7 +148,7 @@ def serve_and_scrape(config: Path, scrapes: int, settle_s: float) -> dict[str, A
                 size = len(r.content)
                 series = sum(1 for ln in r.text.splitlines() if ln and not ln.startswith("#"))
         lat.sort()
-        return {"idle_rss_mib": round(idle_rss, 1), "idle_cpu_share": round(idle_cpu, 4),
+        return {**worker, "idle_rss_mib": round(idle_rss, 1), "idle_cpu_share": round(idle_cpu, 4),
                 "rss_after_scrapes_mib": round(rss_mib(proc.pid), 1),
                 "scrape_p50_ms": round(1000 * lat[len(lat) // 2], 2),
                 "scrape_p99_ms": round(1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))], 2),
@@ -149,6 +157,53 @@ def serve_and_scrape(config: Path, scrapes: int, settle_s: float) -> dict[str, A
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def _worker_life(parent: int, timeout: float) -> dict[str, Any]:
+    """Follow the service's worker process from start to exit: its peak RSS, the service's RSS meanwhile."""
+    deadline = time.monotonic() + timeout
+    peak = parent_peak = 0.0
+    seen = False
+    while time.monotonic() < deadline:
+        kids = [k for k in _children(parent) if b"spawn_main" in _cmdline(k)]
+        if kids:
+            seen = True
+            for k in kids:
+                with contextlib.suppress(OSError, RuntimeError):  # it exited between listing and reading
+                    peak = max(peak, _status_kib(k, "VmHWM") / 1024)
+            parent_peak = max(parent_peak, rss_mib(parent))
+        elif seen:
+            break
+        time.sleep(0.2)
+    else:
+        raise RuntimeError("the worker process did not exit after its idle time")
+    return {"worker_peak_rss_mib": round(peak, 1), "service_rss_while_judging_mib": round(parent_peak, 1)}
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(entry))
+            except OSError:
+                continue
+    return out
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _status_kib(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {key}")
 
 
 def _proc_cpu(pid: int) -> float:

@@ -114,3 +114,9 @@ class LedgerIntegrityError(EvidenceError):
     def __init__(self, message: str, *, seq: int | None) -> None:
         super().__init__(message)
         self.seq = seq
+
+
+class WorkerError(AimsError):
+    """The worker process judging windows died or could not start; its check is tried again next tick."""
+
+    retryable = True

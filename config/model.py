@@ -337,12 +337,13 @@ class Hysteresis(Strict):
 def drift_methods() -> dict[str, frozenset[str]]:
     """Every drift method that can be named (evidently's stattest names) and the column kinds it applies to.
 
-    The registry lives with the tests themselves (``metrics.stattests``); it is imported here, lazily,
-    so a method the metrics layer does not know is a configuration error, not a failing window.
+    The names come from ``metrics.names`` (which ``metrics.stattests`` implements, a test holds them
+    equal), so a method the metrics layer does not know is a configuration error, not a failing window,
+    and validating a config does not import numpy or scipy.
     """
-    from metrics.stattests import REGISTRY
+    from metrics.names import METHOD_KINDS
 
-    return {name: frozenset(test.kinds) for name, test in REGISTRY.items()}
+    return dict(METHOD_KINDS)
 
 
 def _known_method(name: str) -> str:
@@ -676,12 +677,29 @@ class OutboxConfig(Strict):
         return parse_duration(v)
 
 
+class WorkerConfig(Strict):
+    """Where the service (`aims-agent run`) judges windows."""
+
+    mode: Literal["process", "inline"] = Field(
+        default="process", description="`process`: in a worker process, so the resident service never loads "
+        "pandas, numpy or scipy; `inline`: in the service's own process")
+    idle_exit: timedelta | None = Field(
+        default=timedelta(minutes=5), description="the worker process exits after this long without a check "
+        "(null: it stays); the next check starts a new one, which re-reads each system's reference")
+
+    @field_validator("idle_exit", mode="before")
+    @classmethod
+    def _dur(cls, v: object) -> timedelta | None:
+        return None if v is None else parse_duration(v)
+
+
 class AgentSettings(Strict):
     state_url: SecretStr = SecretStr("sqlite:///./aims-state/state.db")
     server: ServerConfig = Field(default_factory=ServerConfig)
     tokens: list[Token] = Field(default_factory=list)
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    worker: WorkerConfig = Field(default_factory=WorkerConfig)
     playbooks_file: str | None = Field(
         default=None, description="the organisation's playbooks (relative to the config file): laid over the "
         "shipped ones, under each system's own `incidents.playbooks`")

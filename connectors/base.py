@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-import pandas as pd
-
 if TYPE_CHECKING:
+    import pandas as pd
+
     from connectors.sources.sql_pushdown import PushdownPlan, WindowAggregates
 
 log = logging.getLogger("aims.sources")

@@ -21,6 +21,7 @@ from metrics.drift import (
     dataset_drift,
 )
 from metrics.evidently_adapter import evidently_drift, evidently_stattest
+from metrics.names import METHOD_KINDS
 from metrics.stattests import REGISTRY
 
 REL = 1e-9
@@ -217,6 +218,8 @@ def test_empirical_mmd_caps_large_samples_and_stays_deterministic() -> None:
 
 def test_every_registered_name_is_available() -> None:
     assert set(available_methods()) == set(REGISTRY)
+    # config validation's table of names (no numpy) is the registry's, kinds included
+    assert {name: frozenset(t.kinds) for name, t in REGISTRY.items()} == METHOD_KINDS
     assert {
         "ks",
         "chisquare",

@@ -9,16 +9,18 @@ The slot of a value is numpy's ``searchsorted(edges, value, side="right")`` with
 special slots the agent reads as data-quality counts: NULL (missing), NaN (missing, as pandas reads it),
 +inf and -inf (non-finite) and, on SQLite whose columns take any type, values that are not numbers.
 
-Statements, by dialect:
+Statements, on every dialect (the same SQLAlchemy expressions, compiled by each):
 
-* **PostgreSQL**: every numerical column in ONE scan, unpivoted with ``CROSS JOIN LATERAL (VALUES ...)`` and
-  ``GROUP BY (column, slot)``, the slot being one ``width_bucket`` over thresholds that put NaN, the
-  infinities and the closed top edge in slots of their own (no ``CASE`` per value). The columns are split
-  into ``pushdown_concurrency`` such statements that run side by side. The categorical counts, the fairness
-  combinations and the row count come from one more scan with ``GROUPING SETS``.
-* **DuckDB** takes the same ``GROUPING SETS`` statement; elsewhere (SQLite, MariaDB/MySQL, Trino, Spark SQL,
-  BigQuery) one portable ``GROUP BY`` per column and per feature set, with the slot as a ``CASE`` over
-  bound edges.
+* numerical columns two per scan: ``GROUP BY (slot of a, slot of b)`` with the count and, per column, the
+  sum, minimum, maximum and sum of squares of each slot; each column's slots are the other's summed out.
+  On **PostgreSQL** the slot is one ``width_bucket`` over an array of thresholds that put NaN, the
+  infinities and the closed top edge in slots of their own (no ``CASE`` per value); elsewhere (SQLite,
+  MariaDB/MySQL, DuckDB, Trino, Spark SQL, BigQuery) a portable ``CASE`` over bound edges.
+* categorical columns and fairness feature sets (with the prediction, cut at its threshold, and the
+  label) counted together in as few ``GROUP BY`` as keep the combinations under :data:`JOINT_GROUPS`,
+  by the reference's cardinalities; the row count comes with them.
+
+The statements run side by side on ``pushdown_concurrency`` connections.
 
 Categorical values are grouped by their bytes on MariaDB/MySQL (``BINARY``), whose default collations would
 merge ``Red``, ``red`` and ``red `` into one group, where the row path counts three.
