@@ -42,7 +42,7 @@ def test_all_ok_exits_0_and_a_breach_exits_1(scenario: Scenario) -> None:
         ("scoring", "ok"), ("scoring", "ok"), ("other", "ok"), ("other", "ok")]
     assert body["decisions"] and {d["state"] for d in body["decisions"]} == {"ok"}
 
-    # the next hour drifts on x1: scoring is in breach (exit 1), other (x2 only) is not
+    # the next hour drifts on x1, and the score with it: scoring is in breach (exit 1), other (x2 only) is not
     scenario.hour(T0 + timedelta(hours=2), shift=2.5)
     now = (T0 + timedelta(hours=3, minutes=5)).isoformat()
     only_other = subprocess.run([sys.executable, "-m", "agent.cli", "check", "--config", str(scenario.config_path),
@@ -53,7 +53,7 @@ def test_all_ok_exits_0_and_a_breach_exits_1(scenario: Scenario) -> None:
     breach = subprocess.run([sys.executable, "-m", "agent.cli", "check", "--config", str(scenario.config_path),
                              "--now", now, "--system", "scoring"], capture_output=True, text=True, timeout=180)
     assert breach.returncode == 1, (breach.stdout[-2000:], breach.stderr[-2000:])
-    assert re.search(r"scoring\s+drift\s+\S+\s+breach", breach.stdout), breach.stdout
+    assert re.search(r"scoring\s+prediction_drift\s+score\s+breach", breach.stdout), breach.stdout
     # nothing new is due: the decision still stands, so a re-run still exits 1
     again = subprocess.run([sys.executable, "-m", "agent.cli", "check", "--config", str(scenario.config_path),
                             "--now", now], capture_output=True, text=True, timeout=180)
