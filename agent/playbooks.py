@@ -202,7 +202,8 @@ def serious_incident_assessment(system: SystemConfig, aware_at: datetime) -> dic
     if system.role in (Role.deployer, Role.provider_and_deployer):
         contact = system.model.provider_contact or "the provider (no contact in the inventory)"
         duty.append(f"As deployer: if serious, inform the provider first and immediately ({contact}), then "
-                    "the importer/distributor and the market surveillance authority (Art. 26(5)); suspend "
+                    "the importer/distributor and the market surveillance authority (Art. 26(5)); if the "
+                    "provider cannot be reached, the provider's Art. 73 duties are yours (Art. 26(5)); suspend "
                     "use on a suspected Art. 79(1) risk.")
     if system.role in (Role.provider, Role.provider_and_deployer):
         duty.append("As provider: report a serious incident to the market surveillance authority of each "

@@ -35,8 +35,9 @@ PROVIDER_DUTY = ("As provider: report a serious incident to the market surveilla
 
 def deployer_duty(contact: str) -> str:
     return (f"As deployer: if serious, inform the provider first and immediately ({contact}), then the "
-            "importer/distributor and the market surveillance authority (Art. 26(5)); suspend use on a "
-            "suspected Art. 79(1) risk.")
+            "importer/distributor and the market surveillance authority (Art. 26(5)); if the provider cannot "
+            "be reached, the provider's Art. 73 duties are yours (Art. 26(5)); suspend use on a suspected "
+            "Art. 79(1) risk.")
 
 
 def _system(**changes: Any) -> SystemConfig:
