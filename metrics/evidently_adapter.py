@@ -50,6 +50,8 @@ def _run(
     method: str | Mapping[str, str] | None,
     threshold: float | Mapping[str, float] | None,
     drift_share: float = 0.5,
+    per_column_method: Mapping[str, str] | None = None,
+    per_column_threshold: Mapping[str, float] | None = None,
 ) -> Any:
     from evidently import Dataset, Report
     from evidently.presets import DataDriftPreset
@@ -58,13 +60,16 @@ def _run(
     cols = list(columns)
     ref = Dataset.from_pandas(reference[cols], data_definition=definition)
     cur = Dataset.from_pandas(current[cols], data_definition=definition)
+    # A mapping given as ``method``/``threshold`` and the per-column arguments are both per column.
+    methods = {**(method if isinstance(method, Mapping) else {}), **(per_column_method or {})}
+    thresholds = {**(threshold if isinstance(threshold, Mapping) else {}), **(per_column_threshold or {})}
     preset = DataDriftPreset(
         columns=cols,
         drift_share=drift_share,
         method=method if isinstance(method, str) else None,
-        per_column_method=dict(method) if isinstance(method, Mapping) else None,
+        per_column_method=methods or None,
         threshold=threshold if isinstance(threshold, float | int) else None,
-        per_column_threshold=dict(threshold) if isinstance(threshold, Mapping) else None,
+        per_column_threshold=thresholds or None,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -128,15 +133,28 @@ def evidently_drift(
     method: str | Mapping[str, str] | None = None,
     threshold: float | Mapping[str, float] | None = None,
     drift_share: float = 0.5,
+    *,
+    per_column_method: Mapping[str, str] | None = None,
+    per_column_threshold: Mapping[str, float] | None = None,
 ) -> EvidentlyDrift:
-    """Per-column and dataset verdicts of one evidently DataDriftPreset run."""
-    snapshot = _run(reference, current, columns, kinds, method, threshold, drift_share)
-    for metric in snapshot.dict()["metrics"]:
-        if metric["config"]["type"].endswith("DriftedColumnsCount"):
-            count, share = int(metric["value"]["count"]), float(metric["value"]["share"])
-            # DriftedColumnsCount's own test passes while share < drift_share.
-            return EvidentlyDrift(_verdicts(snapshot), count, share, share >= drift_share)
-    raise MetricInputError("evidently returned no DriftedColumnsCount")
+    """Per-column and dataset verdicts of one evidently DataDriftPreset run.
+
+    ``method``/``threshold`` as one value apply to every column, and ``per_column_method``/
+    ``per_column_threshold`` override them for the columns they name (evidently's precedence). The
+    dataset verdict is evidently's own: its DriftedColumnsCount test fails when the drifted share is
+    not below ``drift_share``.
+    """
+    snapshot = _run(reference, current, columns, kinds, method, threshold, drift_share, per_column_method,
+                    per_column_threshold)
+    report = snapshot.dict()
+    counted = [m for m in report["metrics"] if m["config"]["type"].endswith("DriftedColumnsCount")]
+    share_tests = [
+        t for t in report["tests"] if t["metric_config"]["params"]["type"].endswith("DriftedColumnsCount")
+    ]
+    if len(counted) != 1 or len(share_tests) != 1:
+        raise MetricInputError("evidently returned no single DriftedColumnsCount and its test")
+    count, share = int(counted[0]["value"]["count"]), float(counted[0]["value"]["share"])
+    return EvidentlyDrift(_verdicts(snapshot), count, share, share_tests[0]["status"] == "FAIL")
 
 
 def evidently_dataset_drift(
