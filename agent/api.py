@@ -8,18 +8,21 @@ Tokens come from the config (values via ``${ENV}`` or ``${file:...}``) and carry
 Every route except ``/healthz``, ``/readyz``, the API documentation and (unless
 ``server.metrics_require_token``) ``/metrics`` checks its scope: write routes always need a token; reads
 need one as soon as any token is configured (and the agent refuses to serve a non-loopback address with
-no token unless ``server.allow_unauthenticated_reads``). Tokens have at least 16 characters and are
-compared in constant time. Request bodies over ``MAX_BODY`` bytes are refused with 413, announced or
-streamed; a Content-Length that is not a number gets 400.
+no token unless ``server.allow_unauthenticated_reads``). The one exception is opt-in: the ingest routes
+accept a request without a token from a client address in ``server.ingest_without_token_from`` (for
+inference loggers that cannot send one); every other route still needs its token from there. Tokens
+have at least 16 characters and are compared in constant time. Request bodies over ``MAX_BODY`` bytes
+are refused with 413, announced or streamed; a Content-Length that is not a number gets 400.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -231,15 +234,44 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 _bearer = HTTPBearer(auto_error=False, description="a token from `agent.tokens` with the route's scope")
 
 
-def _auth(agent: Agent, scope: TokenScope, *, always: bool = False) -> Callable[..., None]:
-    """A dependency checking the bearer token's scope; ``always``: even a read needs a token (an upload)."""
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def client_address(request: Request) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The TCP peer's address as the ASGI server reports it (``request.client``; the agent serves with
+    uvicorn's proxy headers off, so never X-Forwarded-For); IPv4-mapped IPv6 as IPv4; None when unknown."""
+    if request.client is None:
+        return None
+    try:
+        addr = ipaddress.ip_address(request.client.host)
+    except ValueError:
+        return None  # a Unix socket, a test client's made-up name
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def _auth(agent: Agent, scope: TokenScope, *, always: bool = False,
+          without_token_from: Sequence[str] = ()) -> Callable[..., None]:
+    """A dependency checking the bearer token's scope; ``always``: even a read needs a token (an upload).
+
+    ``without_token_from`` (the ingest's ``agent.server.ingest_without_token_from``): a request that
+    presents no token is let through when its client address is in one of these networks. A token that
+    is presented is always checked, wherever it comes from.
+    """
     tokens = [(t.value.get_secret_value().encode(), set(t.scopes), t.name) for t in agent.cfg.agent.tokens]
+    networks: list[Network] = [ipaddress.ip_network(n) for n in without_token_from]
 
     def check(request: Request,
               creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
         if scope == "read" and not tokens and not always:
             return
         if creds is None or not creds.credentials:
+            addr = client_address(request) if networks else None
+            allowed = next((n for n in networks if addr is not None and addr in n), None)
+            if allowed is not None:
+                request.state.token_name = f"(no token, from {allowed})"
+                return
             raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
         given = creds.credentials.strip().encode()
         match = None

@@ -278,7 +278,7 @@ def run_demo(*, out: Path, days: int = 14, serve_port: int | None = None, fast: 
     from agent.api import create_app
 
     console.print(f"[bold]Serving[/] http://127.0.0.1:{serve_port}/metrics and /docs  (Ctrl-C to stop)")
-    uvicorn.run(create_app(agent), host="127.0.0.1", port=serve_port, log_level="warning")
+    uvicorn.run(create_app(agent), host="127.0.0.1", port=serve_port, log_level="warning", proxy_headers=False)
     agent.close()
     return 0
 

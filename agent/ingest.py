@@ -3,7 +3,9 @@
 ``POST /api/v1/ingest/cloudevents`` and ``POST /api/v1/ingest/{system_id}/cloudevents`` take one
 CloudEvent in HTTP binary mode (attributes in ``ce-*`` headers, the raw inference payload as the
 body) as KServe's agent and Seldon's executor send them; structured mode
-(``application/cloudevents+json``) is accepted too. Both need a token with the ``ingest`` scope.
+(``application/cloudevents+json``) is accepted too. Both need a token with the ``ingest`` scope, except
+from the networks listed in ``agent.server.ingest_without_token_from`` (opt-in, default none): there a
+request without a token is accepted (KServe's logger cannot send an Authorization header).
 
 Each event is checked (required attributes, a known type, a payload that parses as v1, v2 or Seldon)
 and committed to ``inference_events`` BEFORE the 2xx answer, so an acknowledged event survives a
@@ -162,10 +164,15 @@ async def _body(request: Request, limit: int) -> bytes:
 
 
 def create_router(agent: Agent) -> APIRouter:
-    """The ingest routes, protected by the ``ingest`` token scope (``agent.api._auth``)."""
+    """The ingest routes, protected by the ``ingest`` token scope (``agent.api._auth``), or open without a token
+    to the networks of ``agent.server.ingest_without_token_from``."""
     from agent.api import _auth
 
-    router = APIRouter(prefix="/api/v1/ingest", tags=["ingest"], dependencies=[Depends(_auth(agent, "ingest"))])
+    open_to = agent.cfg.agent.server.ingest_without_token_from
+    if open_to:
+        log.warning("the CloudEvents ingest accepts events without a token from %s", ", ".join(open_to))
+    router = APIRouter(prefix="/api/v1/ingest", tags=["ingest"],
+                       dependencies=[Depends(_auth(agent, "ingest", without_token_from=open_to))])
 
     limit = agent.cfg.agent.server.max_event_bytes
 

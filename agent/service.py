@@ -160,6 +160,11 @@ def build_app(agent: Agent, *, run_on_start: bool = True, worker: CheckWorker | 
     return create_app(agent, scheduler_alive=service.alive, lifespan=lifespan, service=service)
 
 
+#: How the agent's API is served (uvicorn). ``proxy_headers`` off: ``request.client`` is the TCP peer, never an
+#: address taken from X-Forwarded-For, so ``agent.server.ingest_without_token_from`` judges who connected.
+SERVER_OPTIONS: dict[str, Any] = {"log_level": "info", "access_log": False, "proxy_headers": False}
+
+
 def check_bind(agent: Agent, host: str) -> None:
     """Refuse a non-loopback ``host`` (the config's or one given on the command line) with no tokens,
     unless ``agent.server.allow_unauthenticated_reads`` is set: the API's reads would be open."""
@@ -176,5 +181,4 @@ def serve(agent: Agent, *, host: str, port: int) -> None:
     # the judged windows are the service's main log; keep them visible under the CLI's WARNING default
     if log.getEffectiveLevel() > logging.INFO:
         log.setLevel(logging.INFO)
-    uvicorn.run(build_app(agent, worker=worker_for(agent)), host=host, port=port, log_level="info",
-                access_log=False)
+    uvicorn.run(build_app(agent, worker=worker_for(agent)), host=host, port=port, **SERVER_OPTIONS)

@@ -15,7 +15,17 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SecretStr,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from config.errors import Problem
 
@@ -588,6 +598,34 @@ def is_loopback(host: str) -> bool:
         return False  # a host name other than localhost may resolve to anything
 
 
+_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def ingest_network(value: str) -> str:
+    """One entry of ``agent.server.ingest_without_token_from``: an address or a CIDR network, as written
+    canonically (``10.42.0.0/16``; an address alone is its /32 or /128). Refused: what is not a network,
+    a network with host bits set (``10.1.2.3/8``: which was meant?), IPv4 written as IPv4-mapped IPv6, and
+    every address (``0.0.0.0/0``, ``::/0``): that would be ingest without authentication."""
+    text = value.strip()
+    try:
+        net = ipaddress.ip_network(text, strict=True)
+    except ValueError:
+        try:
+            loose = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address or CIDR network (e.g. 127.0.0.1/32, 10.42.0.0/16, "
+                             "fd00:42::/64)") from None
+        raise ValueError(f"{value!r} has host bits set: write the network {loose}, or "
+                         f"{text.split('/')[0]}/{loose.max_prefixlen} for that one address") from None
+    if net.prefixlen == 0:
+        raise ValueError(f"{value!r} is every address: ingest without a token from anywhere is refused "
+                         "(list the inference loggers' networks, e.g. 127.0.0.1/32 for a logger in the same pod)")
+    if isinstance(net, ipaddress.IPv6Network) and net.subnet_of(_IPV4_MAPPED):
+        raise ValueError(f"{value!r} is IPv4 written as IPv6: write it as IPv4 (clients connecting as "
+                         "::ffff:a.b.c.d are matched as a.b.c.d)")
+    return str(net)
+
+
 class ServerConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=9464, ge=1, le=65535)
@@ -601,6 +639,11 @@ class ServerConfig(Strict):
         default=1 << 20, ge=1024, le=(1 << 24) - 1,
         description="largest CloudEvent body the ingest endpoint stores (413 above); at most 16 MiB - 1, "
         "MariaDB's MEDIUMTEXT")
+    ingest_without_token_from: list[Annotated[str, AfterValidator(ingest_network)]] = Field(
+        default_factory=list,
+        description="networks (CIDR) whose clients may post to the CloudEvents ingest without a token, for "
+        "inference loggers that cannot send one (KServe's); judged on the TCP peer address, never on "
+        "X-Forwarded-For. Default none: the ingest always needs an `ingest` token. 0.0.0.0/0 and ::/0 are refused")
     external_url: str | None = Field(
         default=None, pattern=r"^https?://[^\s]+$",
         description="the URL people reach this agent's API at (e.g. https://aims.example.com); tickets link "

@@ -1,8 +1,11 @@
 """SQL source: any SQLAlchemy URL, a table or a query, read one half-open time window at a time.
 
 Identifiers from the configuration (table, schema, columns) are quoted by the dialect; values travel
-as bound parameters. Connection failures and queries slower than ``query_timeout_s`` become
-``SourceUnavailable`` (retried next tick); a wrong table, column or query becomes ``SourceQueryError``.
+as bound parameters. A ``query`` is wrapped as a subquery (``SELECT cols FROM (<query>) AS src WHERE ...``)
+and kept as written: a colon in it is never taken for a bind parameter, a trailing ``;`` is dropped and
+a trailing ``--`` comment cannot swallow the closing parenthesis. Connection failures and queries slower
+than ``query_timeout_s`` become ``SourceUnavailable`` (retried next tick); a wrong table, column or query
+becomes ``SourceQueryError``.
 
 Two more ways to read than the time window:
 
@@ -18,6 +21,7 @@ Two more ways to read than the time window:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -60,6 +64,25 @@ def _mysql_session_in_utc(dbapi_conn: Any, _record: Any) -> None:
         cur.close()
 
 
+def query_text(query: str) -> str:
+    """A configured query as the text of a subquery: as written, with nothing in it read as a bind parameter.
+
+    SQLAlchemy's ``text()`` takes ``:name`` for a bind parameter (a literal ``'closed :old'``, a
+    ``WHERE c = ':x'``); every colon is escaped, so the statement sent carries the query's own text (``::``
+    casts included). A trailing ``;`` would end the outer statement and a trailing ``--`` comment would
+    comment out the closing parenthesis: the semicolons are dropped and the text ends with a newline.
+    """
+    body = query.strip()
+    while body.endswith(";"):
+        body = body[:-1].rstrip()
+    return body.replace(":", "\\:") + "\n"
+
+
+def query_digest(query: str) -> str:
+    """SHA-256 of a configured query's text (UTF-8, as written): how evidence names a query source."""
+    return hashlib.sha256(query.encode()).hexdigest()
+
+
 def _col(name: str, type_: Any = None) -> ColumnElement[Any]:
     return sa_column(quoted_name(name, quote=True), type_=type_)
 
@@ -79,7 +102,13 @@ class SqlSource:
         self._columns: list[str] | None = None
 
     def describe(self) -> str:
-        where = self.config.table or "query"
+        """``URL#TABLE`` (``URL#SCHEMA.TABLE``), or ``URL#query@sha256:HEX`` naming a query by its text's
+        SHA-256; the URL without its password."""
+        if self.config.table:
+            where = f"{self.config.db_schema}.{self.config.table}" if self.config.db_schema else self.config.table
+        else:
+            assert self.config.query is not None
+            where = f"query@sha256:{query_digest(self.config.query)}"
         return f"{self._url.render_as_string(hide_password=True)}#{where}"
 
     @property
@@ -113,7 +142,7 @@ class SqlSource:
             schema = quoted_name(self.config.db_schema, quote=True) if self.config.db_schema else None
             return table(quoted_name(self.config.table, quote=True), schema=schema)
         assert self.config.query is not None
-        return text(self.config.query).columns().subquery("src")
+        return text(query_text(self.config.query)).columns().subquery("src")
 
     def available_columns(self) -> list[str]:
         if self._columns is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
@@ -11,15 +12,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import Column, DateTime, Double, Integer, MetaData, String, Table, create_engine
+from sqlalchemy import Column, DateTime, Double, Integer, MetaData, String, Table, create_engine, select
+from sqlalchemy.engine import make_url
 
+from agent.runner import Agent, build_source
 from config.errors import SourceQueryError, SourceUnavailable
-from config.model import SqlSourceConfig
+from config.model import AgentConfig, SqlSourceConfig
 from connectors.sources.sql import SqlSource
 from connectors.sources.sql_pushdown import PushdownPlan
 from metrics.fairness import FairnessCounts
 from metrics.sketch import CategoryState, HistogramState, reference_edges
-from tests.conftest import free_port
+from tests.conftest import T0 as AGENT_T0
+from tests.conftest import free_port, make_rows, scenario_config
 from tests.connectors.conftest import fresh_database
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -268,3 +272,190 @@ def test_the_digest_of_a_windows_aggregates_names_exactly_what_was_judged(db_url
     assert aggregates_digest(_source(db_url, pushdown_concurrency=1).summarise_window(start, end, plan)) == first
     _load(db_url, [{**_rows(1, seed=10)[0], "id": 10_000, "ts": T0.replace(tzinfo=None)}])
     assert aggregates_digest(_source(db_url).summarise_window(start, end, plan)) != first
+
+
+# -- a query instead of a table ----------------------------------------------------------------------
+REGIONS = [("A", "eu-west", "open"), ("B", "eu-north", "closed :old"), ("C", "us-east", "open")]
+
+
+def _quoter(url: str) -> Any:
+    """The dialect's own identifier quoting, as someone writing the query for that database would quote."""
+    engine = create_engine(url)
+    quote = engine.dialect.identifier_preparer.quote_identifier
+    engine.dispose()
+    return quote
+
+
+def _load_regions(url: str, table: str, rows: list[tuple[str, ...]], key: str = "grp") -> None:
+    eng = create_engine(url)
+    md = MetaData()
+    t = Table(table, md, Column(key, String(5), primary_key=True), Column("region", String(20)),
+              Column("note", String(20)))
+    md.create_all(eng)
+    with eng.begin() as c:
+        c.execute(t.insert(), [{key: k, "region": r, "note": n} for k, r, n in rows])
+    eng.dispose()
+
+
+def _region_query(url: str) -> str:
+    """The rows of the EU regions still open: a join, a LIKE with %, a literal with a colon, a comment."""
+    q = _quoter(url)
+    return (f"SELECT p.id, p.ts, p.x, p.colour, p.grp, p.{q(HOSTILE_COL)} AS {q(HOSTILE_COL)}, p.label, r.region\n"
+            f"FROM preds p JOIN regions r ON r.grp = p.grp\n"
+            f"WHERE r.region LIKE 'eu-%' AND r.note <> 'closed :old'  -- the EU regions still open")
+
+
+def test_a_query_source_reads_exactly_the_rows_of_its_window_on_every_backend(db_url: str) -> None:
+    rows = _rows(600, seed=21)
+    _load(db_url, rows, table="preds")
+    _load_regions(db_url, "regions", REGIONS)
+    query = _region_query(db_url)
+    src = SqlSource(SqlSourceConfig.model_validate({"url": db_url, "query": query,
+                                                    "watermark": {"column": "id", "kind": "id"}}),
+                    timestamp_column="ts")
+    try:
+        assert src.describe().endswith("#query@sha256:" + hashlib.sha256(query.encode()).hexdigest())
+        start, end = T0 + timedelta(hours=1), T0 + timedelta(hours=2)
+        got = src.read_window(start, end, columns=[*COLS, "region"])
+        want = {r["id"] for r in rows if r["grp"] == "A"
+                and start.replace(tzinfo=None) <= r["ts"] < end.replace(tzinfo=None)}
+        assert want and sorted(got["id"].astype(int)) == sorted(want)  # each row once
+        assert set(got["region"]) == {"eu-west"} and HOSTILE_COL in got.columns
+        # id mode over the query: every qualifying row once, in id order
+        seen: list[int] = []
+        last = None
+        while not (batch := src.read_after(last, limit=70, columns=["x"])).empty:
+            seen.extend(int(i) for i in batch["id"])
+            last = src.last_id(batch)
+        assert seen == [r["id"] for r in rows if r["grp"] == "A"]
+        assert src.max_id() == seen[-1]
+        # pushdown over the query counts what the rows say
+        frame = src.read_window(start, end, columns=COLS)
+        assert dict(src.category_counts("colour", start, end).counts) == \
+            dict(CategoryState.from_values(frame["colour"]).counts)
+    finally:
+        src.close()
+
+
+def _agent_frames(rng: np.random.Generator, n: int, start: datetime) -> pd.DataFrame:
+    frame = make_rows(rng, n, start)
+    frame["ts"] = pd.to_datetime(frame["ts"]).dt.floor("s")  # whole seconds: every backend stores them as given
+    frame["site"] = rng.choice(["s1", "s2", "s3", "s4"], size=n)
+    return frame
+
+
+SITES = [("s1", "eu-west", "open"), ("s2", "eu-north", "closed :old"), ("s3", "us-east", "open"),
+         ("s4", "eu-south", "open")]
+OPEN_EU = {"s1", "s4"}
+
+
+def _site_query(url: str, table: str) -> str:
+    q = _quoter(url)
+    return (f"SELECT p.id, p.ts, p.x1, p.x2, p.colour, p.{q('group')}, p.score, p.label\n"
+            f"FROM {q(table)} p JOIN sites s ON s.site = p.site\n"
+            f"WHERE s.region LIKE 'eu-%' AND s.note <> 'closed :old'  -- the EU sites still open")
+
+
+def _query_agent(tmp: Path, url: str, query: str, reference: dict[str, Any] | None = None) -> Agent:
+    cfg = scenario_config(tmp, tmp / "unused.db", f"sqlite:///{tmp / 'state.db'}")
+    system = cfg["systems"][0]
+    system["source"] = {"type": "sql", "url": url, "query": query}
+    if reference is not None:
+        system["reference"] = reference
+    return Agent(AgentConfig.model_validate(cfg), base_dir=tmp)
+
+
+def _recorded_ids(agent: Agent, into: list[set[str]]) -> None:
+    source = agent.source(agent.cfg.systems[0])
+    plain = source.read_window
+
+    def recording(start: Any, end: Any, **kw: Any) -> pd.DataFrame:
+        frame = plain(start, end, **kw)
+        into.append(set(frame["id"]))
+        return frame
+
+    source.read_window = recording  # type: ignore[method-assign]
+
+
+def test_a_query_source_is_judged_window_after_window_across_a_restart(db_url: str, tmp_path: Path) -> None:
+    rng = np.random.default_rng(31)
+    make_rows(rng, 3000, AGENT_T0 - timedelta(days=3), span=timedelta(days=1)).to_parquet(
+        tmp_path / "reference.parquet", index=False)
+    first = _agent_frames(rng, 600, AGENT_T0)
+    # the two rows either side of the windows' boundary, both at an open EU site
+    edge = _agent_frames(rng, 2, AGENT_T0)
+    boundary = (AGENT_T0 + timedelta(hours=1)).replace(tzinfo=None)
+    edge["ts"] = [boundary - timedelta(seconds=1), boundary]
+    edge["site"] = "s1"
+    second = _agent_frames(rng, 600, AGENT_T0 + timedelta(hours=1))
+    engine = create_engine(db_url)
+    pd.DataFrame(SITES, columns=["site", "region", "note"]).to_sql("sites", engine, index=False)
+    pd.concat([first, edge.iloc[:1]]).to_sql("predictions", engine, index=False)
+    engine.dispose()
+    query = _site_query(db_url, "predictions")
+
+    judged: list[set[str]] = []
+    agent = _query_agent(tmp_path, db_url, query)
+    _recorded_ids(agent, judged)
+    try:
+        one = agent.run_system("scoring", AGENT_T0 + timedelta(hours=1, minutes=1))
+    finally:
+        agent.close()
+    engine = create_engine(db_url)
+    pd.concat([edge.iloc[1:], second]).to_sql("predictions", engine, index=False, if_exists="append")
+    engine.dispose()
+    agent = _query_agent(tmp_path, db_url, query)  # a restarted agent: it resumes at the persisted watermark
+    _recorded_ids(agent, judged)
+    try:
+        two = agent.run_system("scoring", AGENT_T0 + timedelta(hours=2, minutes=1))
+        again = agent.run_system("scoring", AGENT_T0 + timedelta(hours=2, minutes=1))
+    finally:
+        agent.close()
+
+    everything = pd.concat([first, edge, second])
+    kept = everything[everything["site"].isin(OPEN_EU)]
+    hour = pd.to_datetime(kept["ts"]) < (AGENT_T0 + timedelta(hours=1)).replace(tzinfo=None)
+    want = [set(kept.loc[hour, "id"]), set(kept.loc[~hour, "id"])]
+    assert edge["id"].iloc[0] in want[0] and edge["id"].iloc[1] in want[1]
+    assert judged == want, "each window judged exactly its rows: none skipped, none twice"
+    assert [(o.window_start, o.rows) for o in [*one, *two]] == [(AGENT_T0, len(want[0])),
+                                                                  (AGENT_T0 + timedelta(hours=1), len(want[1]))]
+    assert again == []
+
+
+def test_a_query_reference_is_read_whole_and_named_by_its_query_in_the_evidence(db_url: str,
+                                                                                tmp_path: Path) -> None:
+    from agent.reference import read_reference
+    from agent.schema import EvidenceRecord
+
+    rng = np.random.default_rng(41)
+    ref = _agent_frames(rng, 2400, AGENT_T0 - timedelta(days=3))
+    window = _agent_frames(rng, 600, AGENT_T0)
+    engine = create_engine(db_url)
+    pd.DataFrame(SITES, columns=["site", "region", "note"]).to_sql("sites", engine, index=False)
+    ref.to_sql("reference_rows", engine, index=False)
+    window.to_sql("predictions", engine, index=False)
+    engine.dispose()
+    ref_query = _site_query(db_url, "reference_rows") + "\n;\n"  # a trailing semicolon is dropped
+    agent = _query_agent(tmp_path, db_url, _site_query(db_url, "predictions"),
+                         reference={"type": "sql", "url": db_url, "query": ref_query})
+    try:
+        system = agent.cfg.systems[0]
+        src = build_source(system, "reference", tmp_path, agent.store)
+        frame, name = read_reference(src, columns=["id", "x1", "x2", "colour", "group", "score", "label"])
+        src.close()
+        kept = ref[ref["site"].isin(OPEN_EU)]
+        assert sorted(frame["id"]) == sorted(kept["id"])
+        [outcome] = agent.run_system("scoring", AGENT_T0 + timedelta(hours=1, minutes=1))
+        assert outcome.status in ("ok", "warning", "breach"), outcome.status
+        with agent.store.session() as s:
+            [run] = [dict(r.payload) for r in s.execute(select(EvidenceRecord).where(
+                EvidenceRecord.kind == "check_run")).scalars()]
+    finally:
+        agent.close()
+    url = make_url(db_url).render_as_string(hide_password=True)
+    assert name == f"{url}#query@sha256:{hashlib.sha256(ref_query.encode()).hexdigest()}"
+    assert run["reference"] == name and run["reference_rows"] == len(kept)
+    assert run["rows"] == int(window["site"].isin(OPEN_EU).sum())
+    source_query = _site_query(db_url, "predictions").encode()
+    assert run["source"] == f"{url}#query@sha256:{hashlib.sha256(source_query).hexdigest()}"
