@@ -28,6 +28,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -50,7 +51,7 @@ LABELS_KEY_MAX = 400  # the width of metric_values.labels, the canonical JSON of
 _DIGEST = 8  # hex characters of SHA-256 after the `~` of a shortened value
 _FALLBACK_LIMITS = (64, 32, 16)  # shorter bounds, tried in turn only if the JSON still does not fit
 OTHER_GROUP = "(other)"
-REFRESH_SETTLE_S = 2.0  # after a check commits, /metrics is rebuilt this much later (bursts coalesce)
+MAX_STALE_S = 10.0  # while a rebuild is coming, a scrape may serve the last body for this long at most
 
 # family -> (help, label names after `system`)
 FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -492,20 +493,27 @@ class Exposition:
     Every change the exposition shows (check runs, decisions, incidents, notifications, config loads)
     appends an evidence record in the same transaction, so the ledger head is the state's version,
     together with the stage table's write count: a scrape costs one small query until either moves.
-    ``refresh()`` rebuilds unconditionally; the service asks for one ``REFRESH_SETTLE_S`` seconds after
-    checks commit (``refresh_soon()``) and calls it once a minute, so scrapes rarely pay for a build.
-    A scrape never serves a stale body: it rebuilds itself whenever the version moved.
+    ``refresh()`` rebuilds unconditionally (the service calls it once a minute); checks that commit state
+    run under ``changing()``, which rebuilds once when the last of them ends, so scrapes rarely pay.
+
+    While a rebuild is coming (checks are committing under ``changing()``, or a build is running) a
+    scrape serves the last body instead of building one itself, for at most ``MAX_STALE_S`` seconds after
+    it first saw the state move; otherwise a scrape rebuilds whenever the version moved. So a scrape waits
+    for a build only when nothing else will make one, is never more than ``MAX_STALE_S`` behind the
+    store, and what a finished check committed is served.
     """
 
-    def __init__(self, store: Store, collector: StateCollector, *, settle_s: float = REFRESH_SETTLE_S) -> None:
+    def __init__(self, store: Store, collector: StateCollector) -> None:
         self.store = store
         self.collector = collector
-        self.settle_s = settle_s
         self.builds = 0
         self._lock = threading.Lock()
-        self._timer_lock = threading.Lock()
-        self._timer: threading.Timer | None = None
+        self._count_lock = threading.Lock()
         self._cached: tuple[tuple[int, int, int], bytes] | None = None
+        self._changing = 0  # checks committing now (a rebuild follows the last)
+        self._ending = 0  # works that ended and whose rebuild is under way
+        self._stale_since: float | None = None  # when a scrape first saw the store ahead of the body
+        self.max_stale_s = MAX_STALE_S
 
     def version(self) -> tuple[int, int, int]:
         seq = select(LedgerHead.seq).where(LedgerHead.id == 1).scalar_subquery()
@@ -520,34 +528,48 @@ class Exposition:
         cached = self._cached
         if cached is not None and cached[0] == version:
             return cached[1]
+        if cached is not None and self._rebuild_coming():
+            now = time.monotonic()
+            if self._stale_since is None:
+                self._stale_since = now
+            if now - self._stale_since < self.max_stale_s:
+                return cached[1]
         return self._build(version)
+
+    def _rebuild_coming(self) -> bool:
+        return bool(self._changing or self._ending or self._lock.locked())
+
+    @contextmanager
+    def changing(self) -> Iterator[None]:
+        """Around work that commits state (a system's checks): scrapes meanwhile serve the last body
+        (within ``max_stale_s``) instead of each rebuilding it. When the last such work ends, the body is
+        rebuilt in its thread before it returns (if the state moved), so what a check committed is
+        served as soon as the check is over; checks ending together share that one build."""
+        with self._count_lock:
+            self._changing += 1
+        try:
+            yield
+        finally:
+            with self._count_lock:
+                self._changing -= 1
+                last = self._changing == 0
+                self._ending += last  # no moment between the work's end and its rebuild without one coming
+            if last:
+                try:
+                    self._rebuild_if_moved()
+                finally:
+                    with self._count_lock:
+                        self._ending -= 1
 
     def refresh(self) -> bytes:
         return self._build(self.version())
 
-    def refresh_soon(self) -> None:
-        """Rebuild ``settle_s`` seconds from now, once however many checks end meanwhile (a burst of
-        systems finishing together costs one build). A timer thread, not a scheduler job: a job that
-        calls into the scheduler deadlocks with ``shutdown(wait=True)``."""
-        with self._timer_lock:
-            if self._timer is not None:
-                return
-            self._timer = threading.Timer(self.settle_s, self._settled)
-            self._timer.daemon = True
-            self._timer.start()
-
-    def cancel(self) -> None:
-        """Drop a pending ``refresh_soon`` (on shutdown, before the store closes)."""
-        with self._timer_lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-
-    def _settled(self) -> None:
-        with self._timer_lock:
-            self._timer = None
+    def _rebuild_if_moved(self) -> None:
         try:
-            self.refresh()
+            version = self.version()
+            cached = self._cached
+            if cached is None or cached[0] != version:
+                self._build(version)
         except AimsError as exc:
             # the next scrape rebuilds (the version moved), so nothing is lost but the head start
             log.error("building /metrics failed: %s", exc)
@@ -557,6 +579,7 @@ class Exposition:
         with self._lock:
             body = render_text(self.collector.collect())
             self._cached = (version, body)
+            self._stale_since = None
             self.builds += 1
         return body
 

@@ -69,7 +69,8 @@ class Service:
     def run_system(self, system_id: str, *, wait: float = 0.0) -> list[RunOutcome] | None:
         """Judge the system's due windows under its lock, waiting up to ``wait`` seconds for it; None when
         another replica (or another thread of this one) still holds it."""
-        with self.locks.hold(system_id, wait=wait) as mine:
+        with self.locks.hold(system_id, wait=wait) as mine, self.exposition.changing():
+            # scrapes meanwhile serve the last /metrics body; one rebuild follows (see Exposition)
             if not mine:
                 return None
             if self.worker is not None:
@@ -91,13 +92,13 @@ class Service:
 
     def _check(self, system_id: str) -> None:
         try:
-            outcomes = self.run_system(system_id)
-            if outcomes is None:
-                log.debug("checks of %s skipped: another replica holds the lock", system_id)
-            elif outcomes:
-                self.agent.deliver()
-                # build /metrics shortly rather than at the next minute; checks ending together share it
-                self.exposition.refresh_soon()
+            # the checks' notifications are delivered before /metrics is rebuilt: one build shows both
+            with self.exposition.changing():
+                outcomes = self.run_system(system_id)
+                if outcomes is None:
+                    log.debug("checks of %s skipped: another replica holds the lock", system_id)
+                elif outcomes:
+                    self.agent.deliver()
         except AimsError as exc:
             log.error("checks of %s failed: %s", system_id, exc)
 
@@ -129,6 +130,9 @@ class Service:
             log.exception("outbox delivery failed unexpectedly")
 
     def start(self) -> None:
+        # the first body is built before anything is scheduled, so the first scrapes (while the on-start
+        # checks commit) are served from it rather than each waiting for a build
+        self._refresh()
         self.scheduler.start()
 
     def alive(self) -> bool:
@@ -137,7 +141,6 @@ class Service:
     def stop(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
-        self.exposition.cancel()
         if self.worker is not None:
             self.worker.close()
 

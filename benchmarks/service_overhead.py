@@ -5,10 +5,12 @@
 
 1. Builds N systems of F numerical features (plus a categorical one, a score and a sensitive group),
    each reading its own day of predictions from a Parquet file, in a SQLite state store.
-2. Judges one window per system but the last in this process through the real runner (CPU per check).
-3. Starts `aims-agent run` on that state: its worker process judges the last system's window (the
-   worker's peak RSS and the service's RSS meanwhile are reported) and exits after 10 s idle; then the
-   service's idle RSS from /proc, and /metrics scraped over HTTP: p50/p99 latency, exposition size.
+2. Judges one window per system but the last 20 (`--left-due`) in this process through the real runner
+   (CPU per check).
+3. Starts `aims-agent run` on that state: its worker process judges the 20 windows left due while a
+   client scrapes /metrics every 50 ms (latency of scrapes while checks commit), and exits after 10 s
+   idle (the worker's peak RSS and the service's RSS meanwhile are reported); then the service's idle
+   RSS from /proc, and /metrics scraped 300 times: p50/p99 latency, exposition size.
 Prints one JSON object; `--out FILE` also writes it.
 """
 
@@ -24,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -79,7 +82,7 @@ def build(tmp: Path, systems: int, features: int, rows: int) -> tuple[Path, date
     return path, day
 
 
-def judge_all(config: Path, day: datetime) -> dict[str, float]:
+def judge_all(config: Path, day: datetime, left_due: int) -> dict[str, float]:
     from agent.runner import Agent
     from config.loader import load_config
 
@@ -90,8 +93,8 @@ def judge_all(config: Path, day: datetime) -> dict[str, float]:
         agent.reference(first)  # the first reference read includes imports; keep it out of the figure
         cpu: list[float] = []
         wall: list[float] = []
-        # the last system's window is left for the service, so its worker process judges one window
-        for system in agent.cfg.systems[:-1]:
+        # the last systems' windows are left for the service: its worker judges them while we scrape
+        for system in agent.cfg.systems[:-left_due]:
             c0, w0 = time.process_time(), time.perf_counter()
             outcome = agent.run_window(system, day, day + timedelta(days=1), day + timedelta(days=1, hours=1))
             cpu.append(time.process_time() - c0)
@@ -111,7 +114,26 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def serve_and_scrape(config: Path, scrapes: int, settle_s: float) -> dict[str, Any]:
+def _scrape_while(url: str, stop: threading.Event, out: list[tuple[float, float]]) -> None:
+    with httpx.Client(timeout=30) as client:
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            client.get(f"{url}/metrics").raise_for_status()
+            out.append((time.monotonic(), time.perf_counter() - t0))
+            time.sleep(0.05)
+
+
+def _judged(config: Path) -> int:
+    import sqlite3
+
+    con = sqlite3.connect(config.parent / "state.db")
+    try:
+        return int(con.execute("SELECT count(*) FROM check_runs").fetchone()[0])
+    finally:
+        con.close()
+
+
+def serve_and_scrape(config: Path, scrapes: int, settle_s: float, systems: int) -> dict[str, Any]:
     port = _free_port()
     cli = Path(sys.executable).with_name("aims-agent")
     proc = subprocess.Popen([str(cli), "run", "--config", str(config), "--port", str(port)],
@@ -127,8 +149,36 @@ def serve_and_scrape(config: Path, scrapes: int, settle_s: float) -> dict[str, A
                 time.sleep(0.2)
         else:
             raise RuntimeError("the agent did not become ready")
-        # the on-start checks judge the one window left due in a worker process, which then exits when idle
+        # the on-start checks judge the windows left due in a worker process, which then exits when idle;
+        # meanwhile a client scrapes every 50 ms: its latencies until the last window is committed are
+        # those of scrapes while checks commit
+        stop = threading.Event()
+        busy: list[tuple[float, float]] = []
+        scraper = threading.Thread(target=_scrape_while, args=(url, stop, busy), daemon=True)
+        scraper.start()
+        done_at: list[float] = []
+
+        def watch_commits() -> None:
+            while _judged(config) < systems and not stop.is_set():
+                time.sleep(0.05)
+            done_at.append(time.monotonic())
+
+        watcher = threading.Thread(target=watch_commits, daemon=True)
+        watcher.start()
         worker = _worker_life(proc.pid, timeout=120 + WORKER_IDLE_S)
+        watcher.join(timeout=60)
+        stop.set()
+        scraper.join(timeout=60)
+        during = sorted(dt for t, dt in busy if done_at and t <= done_at[0])
+        t_first = busy[0][0] if busy else 0.0
+        worker["slow_scrapes_while_checks"] = [(round(t - t_first, 2), round(dt * 1000, 1)) for t, dt in busy
+                                               if dt > 0.05 and done_at and t <= done_at[0]]
+        if during:
+            worker.update({"scrapes_while_checks_commit": len(during),
+                           "scrape_while_checks_p50_ms": round(1000 * during[len(during) // 2], 2),
+                           "scrape_while_checks_p99_ms": round(1000 * during[min(len(during) - 1,
+                                                                                 int(len(during) * 0.99))], 2),
+                           "scrape_while_checks_max_ms": round(1000 * during[-1], 2)})
         time.sleep(settle_s)
         idle_rss = rss_mib(proc.pid)
         cpu0 = _proc_cpu(proc.pid)
@@ -225,14 +275,15 @@ def main() -> int:
     p.add_argument("--features", type=int, default=50)
     p.add_argument("--rows", type=int, default=2000, help="rows per judged window")
     p.add_argument("--scrapes", type=int, default=300)
+    p.add_argument("--left-due", type=int, default=20, help="systems whose window the service judges itself")
     p.add_argument("--settle", type=float, default=15.0, help="seconds to wait before reading the idle RSS")
     p.add_argument("--out")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="aims-bench-") as d:
         tmp = Path(d)
         config, day = build(tmp, args.systems, args.features, args.rows)
-        checks = judge_all(config, day)
-        served = serve_and_scrape(config, args.scrapes, args.settle)
+        checks = judge_all(config, day, args.left_due)
+        served = serve_and_scrape(config, args.scrapes, args.settle, args.systems)
     result = {"systems": args.systems, "features": args.features, "rows_per_window": args.rows,
               "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
               "bench_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

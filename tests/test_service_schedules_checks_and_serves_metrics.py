@@ -14,6 +14,7 @@ import pytest
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
+from agent.exposition import MAX_STALE_S
 from agent.runner import Agent
 from agent.service import build_app
 from config.loader import load_config
@@ -80,7 +81,13 @@ def test_scheduler_fires_checks_and_metrics_are_scraped_over_http(live: tuple[Se
             break
         time.sleep(0.3)
     assert len(runs) >= 3, "the scheduled job judged windows on its own"
-    resp = httpx.get(f"{srv.url}/metrics", timeout=5)
+    # while checks commit a scrape may serve the last body, for MAX_STALE_S at most
+    deadline = time.monotonic() + MAX_STALE_S + 5
+    while True:
+        resp = httpx.get(f"{srv.url}/metrics", timeout=5)
+        if 'aims_feature_drift_score{feature="x1"' in resp.text or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/plain")
     families = {f.name: f for f in text_string_to_metric_families(resp.text)}
