@@ -44,8 +44,9 @@ def reference_columns(ref: FileSourceConfig | SnapshotSourceConfig, base_dir: Pa
 def _columns(path: Path, fmt: str) -> list[str]:
     import pandas as pd
 
-    from connectors.sources.files import read_table
+    from connectors.sources.files import check_width, read_table
 
+    check_width(path, fmt, path)
     try:
         if fmt == "parquet":
             import pyarrow.parquet as pq

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from config.errors import StateStoreError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+READ_ONLY = "aims_read_only"  # execution option of read sessions
 
 
 def _sqlite_hooks(engine: Engine) -> None:
@@ -36,7 +37,9 @@ def _sqlite_hooks(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # a writer takes the lock up front (no deadlock upgrading a read); a read session begins deferred,
+        # so under WAL it reads its snapshot without waiting for a writer (another process's check)
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
 class Store:
@@ -64,6 +67,7 @@ class Store:
         if self.dialect == "sqlite":
             _sqlite_hooks(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._reads = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
         if migrate:
             self.migrate()
 
@@ -100,8 +104,9 @@ class Store:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A read session (no commit)."""
-        session = self._sessions()
+        """A read session (no commit). On SQLite it does not take the write lock: it reads a snapshot while
+        another process writes."""
+        session = self._reads()
         try:
             yield session
         except SQLAlchemyError as exc:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aims.service.worker")  # shown at INFO with the service's log
 PARENT_POLL_S = 1.0
+WORKER_NICENESS = 10
 
 
 # -- in the worker process ----------------------------------------------------------------------------
@@ -58,6 +59,9 @@ def watch_parent(parent: int) -> None:
 def _init(cfg: AgentConfig, base_dir: Path | None, parent: int, level: int) -> None:
     global _agent
     watch_parent(parent)
+    # judging yields the CPU to the service: scrapes, the API and the ingest stay responsive while a
+    # window's columns are judged on every core
+    os.nice(WORKER_NICENESS)
     from agent.runner import Agent
 
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s [worker] %(message)s")

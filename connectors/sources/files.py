@@ -26,6 +26,7 @@ import base64
 import binascii
 import glob as globlib
 import io
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,6 +53,53 @@ def detect_format(path: Path, declared: str = "auto") -> str:
     return fmt
 
 
+#: A file with more columns than this is refused before it is parsed: a hostile or broken header of
+#: millions of columns would otherwise take minutes and gigabytes to read (and judge).
+MAX_COLUMNS = 20_000
+#: The longest first line (CSV header, first JSON record) looked at to count the columns.
+MAX_HEADER_BYTES = 64 * 1024 * 1024
+
+
+def column_count(source: Path | bytes, kind: str) -> int:
+    """How many columns a file (or an object's bytes) declares, from its schema or its first line, without
+    parsing the rest."""
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        return len(pq.read_schema(source if isinstance(source, Path) else io.BytesIO(source)).names)
+    if isinstance(source, Path):
+        with source.open("rb") as fh:
+            first = fh.readline(MAX_HEADER_BYTES + 1)
+    else:
+        first = source[:MAX_HEADER_BYTES + 1].split(b"\n", 1)[0]
+    if len(first) > MAX_HEADER_BYTES:
+        raise InputError(f"the first line is longer than {MAX_HEADER_BYTES // (1024 * 1024)} MiB")
+    text = first.decode("utf-8", errors="replace")
+    if kind == "csv":
+        import csv
+
+        return len(next(csv.reader([text]), []))
+    try:
+        record = json.loads(text) if text.strip() else {}
+    except ValueError:
+        return 0  # the reader reports what is wrong with it
+    return len(record) if isinstance(record, dict) else 0
+
+
+def check_width(source: Path | bytes, kind: str, name: str | Path) -> None:
+    """InputError when the file declares more than :data:`MAX_COLUMNS` columns (or cannot say)."""
+    try:
+        width = column_count(source, kind)
+    except InputError as exc:
+        raise InputError(f"{name}: {exc}") from exc
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise InputError(f"{name}: cannot read as {kind}: {first}") from exc
+    if width > MAX_COLUMNS:
+        raise InputError(f"{name}: has {width:,} columns, more than the {MAX_COLUMNS:,} the agent reads from one "
+                         "file")
+
+
 def read_table(path: str | Path, *, fmt: str = "auto", columns: Sequence[str] | None = None) -> pd.DataFrame:
     """Read one Parquet/CSV/JSON Lines file; any failure becomes an InputError with a one-line reason."""
     p = Path(path)
@@ -60,6 +108,7 @@ def read_table(path: str | Path, *, fmt: str = "auto", columns: Sequence[str] | 
     if p.is_dir():
         raise InputError(f"{p}: is a folder, not a file")
     kind = detect_format(p, fmt)
+    check_width(p, kind, p)
     try:
         if kind == "parquet":
             import pyarrow.parquet as pq
@@ -408,6 +457,7 @@ def _logged_bytes(record: dict[str, Any], name: str) -> Any:
 
 def _read_bytes(data: bytes, kind: str, columns: Sequence[str] | None, name: str) -> pd.DataFrame:
     """The same readers as ``read_table``, on the bytes of an object fetched from a store."""
+    check_width(data, kind, name)
     try:
         if kind == "parquet":
             import pyarrow.parquet as pq

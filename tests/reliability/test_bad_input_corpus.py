@@ -176,6 +176,43 @@ def test_very_wide_header_is_handled(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr
 
 
+def _million_column_csv(path: Path) -> None:
+    n = 1_000_000
+    path.write_text(",".join(f"c{i}" for i in range(n)) + "\n" + ",".join("1" for _ in range(n)) + "\n")
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+def test_a_header_of_millions_of_columns_is_refused_at_once(tmp_path: Path, kind: str) -> None:
+    wide = tmp_path / f"wide.{kind}"
+    if kind == "csv":
+        _million_column_csv(wide)
+    else:
+        wide.write_text(json.dumps({f"c{i}": 1 for i in range(1_000_000)}) + "\n")
+    r = _cli("compare", str(wide), str(wide), timeout=60)  # it used to run for minutes and take gigabytes
+    assert r.returncode == 2, r.stderr
+    _one_clear_line(r)
+    assert "has 1,000,000 columns, more than the 20,000" in r.stderr
+
+
+def test_a_file_with_millions_of_columns_in_a_watched_folder_is_a_finding_and_the_rest_is_judged(
+        scenario: Scenario) -> None:
+    live = scenario.dir / "live"
+    live.mkdir()
+    cfg = scenario.config()
+    cfg["systems"][0]["source"] = {"type": "file", "path": str(live / "*.csv")}
+    scenario.rewrite(cfg)
+    make_rows(scenario.rng, 400, T0).to_csv(live / "a.csv", index=False)
+    _million_column_csv(live / "b.csv")  # a broken export lands beside the good one
+    agent = Agent(load_config(scenario.config_path), base_dir=scenario.dir)
+    try:
+        (outcome,) = agent.run_system("scoring", T0 + timedelta(hours=1))
+        assert outcome.status != "failed" and outcome.rows == 400, "the good file is judged"
+        bad = [f for f in outcome.results["data_quality"]["findings"] if f["kind"] == "bad_record"]
+        assert len(bad) == 1 and "b.csv" in json.dumps(bad) and "1,000,000 columns" in json.dumps(bad)
+    finally:
+        agent.close()
+
+
 # -- data reaching the running agent ---------------------------------------------------------------------
 
 def test_wrong_types_in_the_source_are_findings_not_failures(scenario: Scenario) -> None:
