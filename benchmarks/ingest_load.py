@@ -152,8 +152,24 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
+def _worker_rss_kib(pid: int) -> int:
+    """RSS of the service's worker process (judging the windows), 0 while none runs."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == pid and b"spawn_main" in Path(f"/proc/{entry}/cmdline").read_bytes():
+                total += _rss_kib(int(entry))
+        except OSError:
+            continue  # it exited between listing and reading
+    return total
+
+
 async def _soak(base: str, pid: int, rate: float, seconds: float, concurrency: int) -> dict[str, Any]:
     samples: list[tuple[float, int]] = []
+    workers: list[int] = []
     step_s = 20.0
     errors = sent = 0
     t0 = time.monotonic()
@@ -162,12 +178,14 @@ async def _soak(base: str, pid: int, rate: float, seconds: float, concurrency: i
         sent += st.sent
         errors += st.errors
         samples.append((time.monotonic() - t0, _rss_kib(pid)))
+        workers.append(_worker_rss_kib(pid))
     third = max(1, len(samples) // 3)
     first = statistics.mean(r for _, r in samples[:third])
     last = statistics.mean(r for _, r in samples[-third:])
     return {"seconds": seconds, "rate": rate, "sent": sent, "errors": errors, "rss_first_mib": first / 1024,
             "rss_last_mib": last / 1024, "growth": (last - first) / first, "flat": abs(last - first) / first <= 0.10,
-            "samples": [(round(t), round(r / 1024, 1)) for t, r in samples]}
+            "samples": [(round(t), round(r / 1024, 1)) for t, r in samples],
+            "worker_rss_mib": [round(w / 1024, 1) for w in workers]}
 
 
 def main(argv: list[str] | None = None) -> int:
