@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,7 @@ class Step:
     offered: float
     sent: int = 0
     errors: int = 0
+    failures: Counter[str] = field(default_factory=Counter)  # what each error was
     latencies: list[float] = field(default_factory=list)
     scrape_latencies: list[float] = field(default_factory=list)
     duration: float = 0.0
@@ -121,8 +123,11 @@ async def _run_step(base: str, rate: float, seconds: float, concurrency: int) ->
                 try:
                     r = await client.post(url, content=body, headers=_headers(event_id, half))
                     ok = r.status_code in (200, 202)
-                except httpx.HTTPError:
+                    if not ok:
+                        step.failures[f"HTTP {r.status_code}: {r.text[:200]}"] += 1
+                except httpx.HTTPError as exc:
                     ok = False
+                    step.failures[f"{type(exc).__name__} after {time.perf_counter() - t0:.1f} s"] += 1
                 step.latencies.append(time.perf_counter() - t0)
                 step.sent += 1
                 step.errors += 0 if ok else 1
@@ -172,17 +177,20 @@ async def _soak(base: str, pid: int, rate: float, seconds: float, concurrency: i
     workers: list[int] = []
     step_s = 20.0
     errors = sent = 0
+    failures: Counter[str] = Counter()
     t0 = time.monotonic()
     while time.monotonic() - t0 < seconds:
         st = await _run_step(base, rate, min(step_s, seconds - (time.monotonic() - t0)), concurrency)
         sent += st.sent
         errors += st.errors
+        failures.update(st.failures)
         samples.append((time.monotonic() - t0, _rss_kib(pid)))
         workers.append(_worker_rss_kib(pid))
     third = max(1, len(samples) // 3)
     first = statistics.mean(r for _, r in samples[:third])
     last = statistics.mean(r for _, r in samples[-third:])
-    return {"seconds": seconds, "rate": rate, "sent": sent, "errors": errors, "rss_first_mib": first / 1024,
+    return {"seconds": seconds, "rate": rate, "sent": sent, "errors": errors, "failures": dict(failures),
+            "rss_first_mib": first / 1024,
             "rss_last_mib": last / 1024, "growth": (last - first) / first, "flat": abs(last - first) / first <= 0.10,
             "samples": [(round(t), round(r / 1024, 1)) for t, r in samples],
             "worker_rss_mib": [round(w / 1024, 1) for w in workers]}
@@ -235,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             print(f"highest sustained: {best.offered:.0f} events/s, p99 {best.p(0.99):.1f} ms")
             soak = asyncio.run(_soak(base, server.pid, best.offered * 0.8, args.soak, args.concurrency))
+            print(f"failures: {soak['failures']}")
             print(f"soak {soak['seconds']:.0f} s at {soak['rate']:.0f}/s: {soak['sent']} events, {soak['errors']} "
                   f"errors, RSS {soak['rss_first_mib']:.1f} -> {soak['rss_last_mib']:.1f} MiB "
                   f"({soak['growth']:+.1%}) {'flat' if soak['flat'] else 'GROWING'}")
