@@ -23,10 +23,16 @@ Foreign exceptions are translated at the boundary with ``raise Ours(...) from ex
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 class AimsError(Exception):
     """Root of every error aims-agent raises on purpose."""
+
+
+def _rebuild(cls: type[AimsError], message: str, keywords: dict[str, Any]) -> AimsError:
+    """Unpickle an error whose constructor takes keywords (errors cross from the worker process)."""
+    return cls(message, **keywords)
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,10 @@ class ConfigError(AimsError):
         first = str(problems[0]) if problems else "invalid configuration"
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         super().__init__(f"{where}{first}{more}")
+
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[list[Problem], str]]:
+        # rebuilt from its problems, not its message: it crosses from the worker process to the service
+        return (type(self), (self.problems, self.source))
 
 
 class InputError(AimsError):
@@ -87,6 +97,9 @@ class SinkError(AimsError):
         super().__init__(message)
         self.retry_after = retry_after
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), str(self), {"retry_after": self.retry_after}))
+
 
 class RetryableSinkError(SinkError):
     """A transient failure (5xx, 429, timeout, refused): the outbox retries with backoff."""
@@ -114,6 +127,9 @@ class LedgerIntegrityError(EvidenceError):
     def __init__(self, message: str, *, seq: int | None) -> None:
         super().__init__(message)
         self.seq = seq
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), str(self), {"seq": self.seq}))
 
 
 class WorkerError(AimsError):
