@@ -31,6 +31,8 @@ from typing import Any
 
 import httpx
 
+from benchmarks.measure import status_kib, worker_pids
+
 TOKEN = "load-ingest-token-0123456789abcdef"
 SYSTEM = "kserve-sklearn"
 
@@ -150,28 +152,6 @@ async def _run_step(base: str, rate: float, seconds: float, concurrency: int) ->
     return step
 
 
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def _worker_rss_kib(pid: int) -> int:
-    """RSS of the service's worker process (judging the windows), 0 while none runs."""
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            if ppid == pid and b"spawn_main" in Path(f"/proc/{entry}/cmdline").read_bytes():
-                total += _rss_kib(int(entry))
-        except OSError:
-            continue  # it exited between listing and reading
-    return total
-
-
 async def _soak(base: str, pid: int, rate: float, seconds: float, concurrency: int) -> dict[str, Any]:
     samples: list[tuple[float, int]] = []
     workers: list[int] = []
@@ -184,8 +164,8 @@ async def _soak(base: str, pid: int, rate: float, seconds: float, concurrency: i
         sent += st.sent
         errors += st.errors
         failures.update(st.failures)
-        samples.append((time.monotonic() - t0, _rss_kib(pid)))
-        workers.append(_worker_rss_kib(pid))
+        samples.append((time.monotonic() - t0, status_kib(pid, 'VmRSS')))
+        workers.append(sum(status_kib(w, 'VmRSS') for w in worker_pids(pid)))
     third = max(1, len(samples) // 3)
     first = statistics.mean(r for _, r in samples[:third])
     last = statistics.mean(r for _, r in samples[-third:])
@@ -223,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                         break
                 except httpx.HTTPError:
                     time.sleep(0.1)
-            idle = _rss_kib(server.pid)
+            idle = status_kib(server.pid, 'VmRSS')
             steps: list[Step] = []
             rate = args.start_rate
             best: Step | None = None

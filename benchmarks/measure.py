@@ -32,6 +32,31 @@ def _status_kib(field: str) -> int:
     return int(match.group(1))
 
 
+def status_kib(pid: int, field: str) -> int:
+    """A ``/proc/PID/status`` field in KiB (``VmRSS``, ``VmHWM``); 0 when the process is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    match = re.search(rf"^{field}:\s+(\d+) kB", text, re.MULTILINE)
+    return int(match.group(1)) if match else 0
+
+
+def worker_pids(service_pid: int) -> list[int]:
+    """The worker processes ``aims-agent run`` spawned (not multiprocessing's resource tracker)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == service_pid and b"spawn_main" in Path(f"/proc/{entry}/cmdline").read_bytes():
+                out.append(int(entry))
+        except OSError:
+            continue  # it exited between listing and reading
+    return out
+
+
 def rss_bytes() -> int:
     """Resident set size of this process now."""
     return _status_kib("VmRSS") * 1024

@@ -17,7 +17,6 @@ Prints one JSON object; `--out FILE` also writes it.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -40,6 +39,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.measure import status_kib, worker_pids  # noqa: E402 (after the path is set)
 
 WORKER_IDLE_S = 10
 
@@ -108,10 +108,10 @@ def judge_all(config: Path, day: datetime, left_due: int) -> dict[str, float]:
 
 
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
+    kib = status_kib(pid, "VmRSS")
+    if not kib:
+        raise RuntimeError(f"process {pid} is gone")
+    return kib / 1024
 
 
 def _scrape_while(url: str, stop: threading.Event, out: list[tuple[float, float]]) -> None:
@@ -215,12 +215,11 @@ def _worker_life(parent: int, timeout: float) -> dict[str, Any]:
     peak = parent_peak = 0.0
     seen = False
     while time.monotonic() < deadline:
-        kids = [k for k in _children(parent) if b"spawn_main" in _cmdline(k)]
+        kids = worker_pids(parent)
         if kids:
             seen = True
             for k in kids:
-                with contextlib.suppress(OSError, RuntimeError):  # it exited between listing and reading
-                    peak = max(peak, _status_kib(k, "VmHWM") / 1024)
+                peak = max(peak, status_kib(k, "VmHWM") / 1024)
             parent_peak = max(parent_peak, rss_mib(parent))
         elif seen:
             break
@@ -228,32 +227,6 @@ def _worker_life(parent: int, timeout: float) -> dict[str, Any]:
     else:
         raise RuntimeError("the worker process did not exit after its idle time")
     return {"worker_peak_rss_mib": round(peak, 1), "service_rss_while_judging_mib": round(parent_peak, 1)}
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    out.append(int(entry))
-            except OSError:
-                continue
-    return out
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
-
-
-def _status_kib(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{key}:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {key}")
 
 
 def _proc_cpu(pid: int) -> float:
