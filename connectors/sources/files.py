@@ -95,6 +95,10 @@ def check_width(source: Path | bytes, kind: str, name: str | Path) -> None:
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise InputError(f"{name}: cannot read as {kind}: {first}") from exc
+    refuse_wide(width, name)
+
+
+def refuse_wide(width: int, name: str | Path) -> None:
     if width > MAX_COLUMNS:
         raise InputError(f"{name}: has {width:,} columns, more than the {MAX_COLUMNS:,} the agent reads from one "
                          "file")
@@ -108,15 +112,16 @@ def read_table(path: str | Path, *, fmt: str = "auto", columns: Sequence[str] | 
     if p.is_dir():
         raise InputError(f"{p}: is a folder, not a file")
     kind = detect_format(p, fmt)
-    check_width(p, kind, p)
+    if kind != "parquet":
+        check_width(p, kind, p)  # from the first line; a Parquet file's schema is read once, below
     try:
         if kind == "parquet":
             import pyarrow.parquet as pq
 
-            wanted = None
-            if columns is not None:
-                present = set(pq.read_schema(p).names)
-                wanted = [c for c in columns if c in present]
+            names = pq.read_schema(p).names
+            refuse_wide(len(names), p)
+            present = set(names)
+            wanted = None if columns is None else [c for c in columns if c in present]
             df = pq.read_table(p, columns=wanted).to_pandas()
         elif kind == "csv":
             df = pd.read_csv(p, usecols=(lambda c: c in set(columns)) if columns is not None else None,
