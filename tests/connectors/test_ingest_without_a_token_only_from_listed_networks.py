@@ -9,16 +9,12 @@ problems, every one reported with its path.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import timedelta
-from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -26,10 +22,9 @@ from sqlalchemy import func, select
 from agent.api import create_app
 from agent.runner import Agent
 from agent.schema import InferenceEvent
-from agent.service import SERVER_OPTIONS
 from config.errors import ConfigError
 from config.loader import load_config, parse_config
-from tests.conftest import T0, Scenario, free_port
+from tests.conftest import T0, Scenario, serving
 from tests.connectors.test_kserve_logger_events_over_a_real_socket import kserve_event
 
 INGEST = "ingest-token-for-the-logger"
@@ -157,23 +152,9 @@ def test_bad_networks_are_configuration_problems_each_with_its_path(scenario: Sc
         "127.0.0.1/32", "10.42.0.0/16", "fd00::/8"]
 
 
-@contextmanager
-def _served(agent: Agent) -> Iterator[str]:
-    """The app served over loopback TCP the way `aims-agent serve` serves it (the agent's uvicorn options)."""
-    port = free_port()
-    options: dict[str, Any] = {**SERVER_OPTIONS, "log_level": "warning"}
-    server = uvicorn.Server(uvicorn.Config(create_app(agent), host="127.0.0.1", port=port, **options))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
+def _served(agent: Agent) -> AbstractContextManager[str]:
+    """The app served over loopback TCP the way `aims-agent run` serves it (the agent's uvicorn options)."""
+    return serving(create_app(agent))
 
 
 def test_a_logger_in_the_same_pod_posts_to_loopback_without_a_token(scenario: Scenario) -> None:

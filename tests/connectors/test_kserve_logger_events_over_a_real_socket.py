@@ -11,15 +11,12 @@ headers), ``ce-recordedtime``; and the ``traceparent`` Knative adds when a broke
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from cloudevents.core.bindings.http import to_binary
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
@@ -29,7 +26,7 @@ from agent.api import create_app
 from agent.runner import Agent
 from agent.schema import InferenceEvent
 from config.loader import load_config
-from tests.conftest import T0, Scenario, free_port, make_rows
+from tests.conftest import T0, Scenario, make_rows, serving
 
 TOKEN = "kserve-logger-ingest-token"
 
@@ -59,17 +56,8 @@ def served(scenario: Scenario) -> Iterator[tuple[Agent, str]]:
     system["window"]["min_rows"] = 50
     scenario.rewrite(cfg)
     agent = Agent(load_config(scenario.config_path), base_dir=scenario.dir)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(agent), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield agent, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=20)
+    with serving(create_app(agent)) as url:
+        yield agent, url
     agent.close()
 
 
