@@ -84,8 +84,10 @@ def _child(mode: str, url: str, edges_file: str) -> dict[str, Any]:
     from metrics.sketch import CategoryState, HistogramState
 
     edges = {k: np.asarray(v) for k, v in json.loads(Path(edges_file).read_text()).items()}
-    cfg = SqlSourceConfig.model_validate({"url": url, "table": "predictions", "query_timeout_s": 3600,
-                                          "pushdown_concurrency": int(os.environ.get("PUSHDOWN_CONCURRENCY", "4"))})
+    # the source's default pushdown_concurrency unless PUSHDOWN_CONCURRENCY says otherwise
+    conc = os.environ.get("PUSHDOWN_CONCURRENCY")
+    extra = {"pushdown_concurrency": int(conc)} if conc else {}
+    cfg = SqlSourceConfig.model_validate({"url": url, "table": "predictions", "query_timeout_s": 3600, **extra})
     src = SqlSource(cfg, timestamp_column="ts")
     src.available_columns()
     start, end = T0, T0 + timedelta(days=10)
