@@ -350,10 +350,10 @@ def jensenshannon_from_states(
     reference: HistogramState | CategoryState, current: HistogramState | CategoryState
 ) -> float:
     """Evidently's Jensen-Shannon distance (natural log) on the states' bins."""
-    from scipy.spatial import distance
+    from metrics.stattests import js_distance
 
     ref_p, cur_p = _shares(reference, current)
-    return float(distance.jensenshannon(ref_p, cur_p))
+    return js_distance(ref_p, cur_p)
 
 
 def wasserstein_from_states(

@@ -467,3 +467,37 @@ def test_reference_digest_is_stable_across_processes_and_tracks_content() -> Non
     changed.loc[3, "k"] = "z"
     assert PreparedReference.prepare(changed, columns=["x", "k"]).digest != here
     assert PreparedReference.prepare(ref, columns=["k", "x"]).digest != here
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 1e6), st.floats(0, 1e6)), min_size=1, max_size=60),
+       st.lists(st.booleans(), min_size=60, max_size=60))
+def test_jensen_shannon_distance_equals_scipys(weights: list[tuple[float, float]], zero: list[bool]) -> None:
+    """Our Jensen-Shannon distance (no scipy import) is bit for bit scipy's, empty bins on either side included."""
+    from scipy.spatial import distance
+
+    from metrics.stattests import js_distance
+
+    p = np.array([0.0 if z else a for (a, _), z in zip(weights, zero, strict=False)])
+    q = np.array([b for _, b in weights])
+    if p.sum() <= 0 or q.sum() <= 0:
+        return
+    ours, theirs = js_distance(p, q), float(distance.jensenshannon(p, q))
+    assert ours == theirs
+
+
+def test_wasserstein_and_jensen_shannon_need_no_scipy() -> None:
+    """`auto` on large samples (wasserstein, jensenshannon) imports no scipy module: the whole process is
+    what `compare` pays."""
+    code = (
+        "import sys, numpy as np, pandas as pd\n"
+        "from metrics.drift import dataset_drift\n"
+        "rng = np.random.default_rng(0)\n"
+        "ref = pd.DataFrame({'x': rng.normal(size=5000), 'c': rng.choice(list('abc'), 5000)})\n"
+        "cur = pd.DataFrame({'x': rng.normal(0.3, size=5000), 'c': rng.choice(list('abd'), 5000)})\n"
+        "v = dataset_drift(ref, cur, columns=['x', 'c'])\n"
+        "assert sorted(c.method for c in v.columns) == ['jensenshannon', 'wasserstein'], v\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
