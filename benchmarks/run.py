@@ -99,17 +99,33 @@ def compare_drift(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any
     }
 
 
-def _task(name: str, out_dir: Path, reference: Path, current: Path, *extra: str) -> ProcessRun:
-    print(f"  running {name} ...", flush=True)
-    run = measure.run_task(
-        name, ["--reference", str(reference), "--current", str(current), *extra], out_dir / f"task-{name}.json"
-    )
-    print(
-        f"    {run.wall_s:8.2f} s wall, {run.cpu_s:8.2f} s CPU, peak RSS {run.peak_rss / MIB:6.0f} MiB, "
-        f"load average {run.load_average:.1f}",
-        flush=True,
-    )
-    return run
+def _task(name: str, out_dir: Path, reference: Path, current: Path, *extra: str, repeats: int = 1) -> ProcessRun:
+    """The task run ``repeats`` times in fresh processes; the run of median wall time, with every run's wall
+    time in its report (``runs_wall_s``)."""
+    runs = []
+    for _ in range(max(1, repeats)):
+        print(f"  running {name} ...", flush=True)
+        run = measure.run_task(
+            name, ["--reference", str(reference), "--current", str(current), *extra], out_dir / f"task-{name}.json"
+        )
+        print(
+            f"    {run.wall_s:8.2f} s wall, {run.cpu_s:8.2f} s CPU, peak RSS {run.peak_rss / MIB:6.0f} MiB, "
+            f"load average {run.load_average:.1f}",
+            flush=True,
+        )
+        runs.append(run)
+    chosen = sorted(runs, key=lambda r: r.wall_s)[(len(runs) - 1) // 2]
+    chosen.report["runs_wall_s"] = [r.wall_s for r in runs]
+    return chosen
+
+
+def _warm(*paths: Path) -> None:
+    """Read the files once so that every tool starts with them in the OS page cache (as the agent's recent
+    windows are), whichever task comes first."""
+    for path in paths:
+        with path.open("rb") as fh:
+            while fh.read(1 << 24):
+                pass
 
 
 def _process_row(label: str, run: ProcessRun) -> dict[str, Any]:
@@ -122,6 +138,7 @@ def _process_row(label: str, run: ProcessRun) -> dict[str, Any]:
         "peak_rss_mib": run.peak_rss / MIB,
         "rss_after_load_mib": run.report["rss_after_load"] / MIB,
         "extra_peak_mib": run.extra_peak / MIB,
+        "runs_wall_s": run.report.get("runs_wall_s", [run.wall_s]),
     }
 
 
@@ -140,10 +157,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print("command line start time ...", flush=True)
     results["cli_start_s"] = cli_start_times()
 
+    results["repeats"] = args.repeats
+    _warm(reference, current)
     print("drift ...", flush=True)
-    ours_drift = _task("ours-drift", out_dir, reference, current)
-    ours_prepared = _task("ours-drift-prepared", out_dir, reference, current)
-    evidently = _task("evidently-drift", out_dir, reference, current)
+    n = args.repeats
+    ours_drift = _task("ours-drift", out_dir, reference, current, repeats=n)
+    ours_prepared = _task("ours-drift-prepared", out_dir, reference, current, repeats=n)
+    evidently = _task("evidently-drift", out_dir, reference, current, repeats=n)
     drift_check = compare_drift(ours_drift.report["result"]["columns"], evidently.report["result"]["columns"])
     prepared_check = compare_drift(ours_prepared.report["result"]["columns"], evidently.report["result"]["columns"])
     if prepared_check["drifted_ours"] != drift_check["drifted_ours"] or prepared_check["method_mismatch"]:
@@ -158,8 +178,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
     print("fairness ...", flush=True)
-    ours_fair = _task("ours-fairness", out_dir, reference, current)
-    fairlearn = _task("fairlearn-fairness", out_dir, reference, current)
+    ours_fair = _task("ours-fairness", out_dir, reference, current, repeats=n)
+    fairlearn = _task("fairlearn-fairness", out_dir, reference, current, repeats=n)
     inprocess = _task("fairness-inprocess", out_dir, reference, current)
     results["fairness"] = {
         "ours": _process_row("ours: fairness()", ours_fair),
@@ -263,10 +283,15 @@ def markdown(r: dict[str, Any]) -> dict[str, list[str]]:
     drift = [
         machine,
         "",
-        f"{r['rows']:,} rows x {len(workload.FEATURES)} features per side (reference and current Parquet files), "
-        "each tool in a fresh process:",
+        f"{r['rows']:,} rows x {len(workload.FEATURES)} features per side (reference and current Parquet files, "
+        f"read once before so that they are in the page cache), each tool in a fresh process, the run of median "
+        f"wall time of {r.get('repeats', 1)}:",
         "",
         *_table([d["evidently"], d["ours"], d["prepared"]]),
+        "",
+        "Wall time of every run (s): " + "; ".join(
+            f"{row['label']} {', '.join(f'{w:.2f}' for w in row['runs_wall_s'])}"
+            for row in (d["evidently"], d["ours"], d["prepared"])) + ".",
         "",
         "The targets compare one comparison with one comparison (the first two rows). The agent prepares a "
         f"reference once and compares every window with it: {d['ours_prepare_s']:.2f} s to prepare (sort, "
@@ -284,7 +309,8 @@ def markdown(r: dict[str, Any]) -> dict[str, list[str]]:
     fairness_lines = [
         machine,
         "",
-        f"{r['rows']:,} rows, 4 groups, binary label and prediction; whole processes:",
+        f"{r['rows']:,} rows, 4 groups, binary label and prediction; whole processes, the run of median wall "
+        f"time of {r.get('repeats', 1)}:",
         "",
         *_table([f["fairlearn"], f["ours"]]),
         "",
@@ -341,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-rows", type=int, default=1_000_000, help="window rows checked against exact")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA), help="where the Parquet files and results go")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each whole-process drift and fairness task")
     parser.add_argument("--quick", action="store_true", help="100k rows and a 1M-row window: a minute or two")
     args = parser.parse_args(argv)
     if args.quick:
