@@ -443,7 +443,7 @@ def energy_distance(pair: SamplePair) -> float:
 def js_distance(p: npt.ArrayLike, q: npt.ArrayLike) -> float:
     """Jensen-Shannon distance (natural log) of two weight vectors, term for term as scipy's
     ``spatial.distance.jensenshannon`` computes it (each side normalised, ``rel_entr`` against the
-    midpoint), in numpy: importing ``scipy.spatial`` costs more than the whole computation."""
+    midpoint), without scipy: importing ``scipy.spatial`` costs more than the whole computation."""
     pa = np.asarray(p, dtype=np.float64)
     qa = np.asarray(q, dtype=np.float64)
     pa = pa / np.sum(pa)
